@@ -1,0 +1,114 @@
+"""Where the stack lives and which loopback ports it listens on.
+
+Built once from the environment (prefix ``CHECKOUT_STACK_``, nested with ``__``), e.g.
+``CHECKOUT_STACK_CACHE_DIR=/var/cache/cp`` or ``CHECKOUT_STACK_KAFKA__PORT=29092``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+"""The repository checkout this package lives in (stack/src/checkout_stack → repo)."""
+
+HOST = "127.0.0.1"
+"""Every server binds to loopback only."""
+
+
+class PostgresPorts(BaseModel):
+    """PostgreSQL server."""
+
+    port: int = 15432
+    """TCP port of the server."""
+    user: str = "postgres"
+    """Superuser the tests and the operator connect as (local trust auth on loopback only)."""
+    database: str = "postgres"
+    """Database the superuser DSN points at."""
+
+
+class KafkaPorts(BaseModel):
+    """Kafka in KRaft combined mode (one broker that is also the controller)."""
+
+    port: int = 19092
+    """PLAINTEXT listener for clients."""
+    controller_port: int = 19093
+    """CONTROLLER listener for the KRaft quorum."""
+    heap: str = "768m"
+    """JVM heap (-Xmx and -Xms) of the broker."""
+
+
+class KubernetesPorts(BaseModel):
+    """The control plane: etcd, kube-apiserver, controller manager, scheduler, kwok."""
+
+    etcd_port: int = 12379
+    """etcd client URL port."""
+    etcd_peer_port: int = 12380
+    """etcd peer URL port (single member)."""
+    apiserver_port: int = 16443
+    """kube-apiserver secure port."""
+    controller_manager_port: int = 10257
+    """kube-controller-manager secure (healthz) port."""
+    scheduler_port: int = 10259
+    """kube-scheduler secure (healthz) port."""
+    kwok_port: int = 10247
+    """kwok's health and metrics port."""
+    fake_nodes: int = 2
+    """How many kwok-managed Nodes to create."""
+
+
+class JaegerPorts(BaseModel):
+    """Jaeger all-in-one: OTLP in, query API out."""
+
+    otlp_grpc_port: int = 4317
+    """OTLP/gRPC receiver."""
+    otlp_http_port: int = 4318
+    """OTLP/HTTP receiver (what OTEL_EXPORTER_OTLP_ENDPOINT points at)."""
+    query_port: int = 16686
+    """Query API and UI (what TRACES_QUERY_URL points at)."""
+    health_port: int = 13133
+    """Health-check extension."""
+
+
+class PrometheusPorts(BaseModel):
+    """Prometheus scraping targets listed in files under its run directory."""
+
+    port: int = 19090
+    """Web and API port."""
+    scrape_interval: str = "5s"
+    """How often targets are scraped (short, so tests see fresh samples quickly)."""
+
+
+class ToxiproxyPorts(BaseModel):
+    """toxiproxy API server."""
+
+    port: int = 18474
+    """Toxiproxy HTTP API."""
+
+
+class StackSettings(BaseSettings):
+    """The whole local stack's configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CHECKOUT_STACK_", env_nested_delimiter="__", extra="ignore"
+    )
+
+    cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "checkout-platform")
+    """Installed/built components, one folder per component and version; survives `make down`."""
+    run_dir: Path = REPO_ROOT / ".run"
+    """Data, configuration, pid files and all logs of the running stack."""
+    start_timeout_s: float = 120.0
+    """How long one component may take to become healthy before `up` fails."""
+    postgres: PostgresPorts = PostgresPorts()
+    kafka: KafkaPorts = KafkaPorts()
+    kubernetes: KubernetesPorts = KubernetesPorts()
+    jaeger: JaegerPorts = JaegerPorts()
+    prometheus: PrometheusPorts = PrometheusPorts()
+    toxiproxy: ToxiproxyPorts = ToxiproxyPorts()
+
+    @property
+    def logs_dir(self) -> Path:
+        """One log file per process."""
+        return self.run_dir / "logs"

@@ -18,7 +18,9 @@ def missing(packages: Sequence[str]) -> list[str]:
     for package in packages:
         result = subprocess.run(
             ["dpkg-query", "-W", "-f=${db:Status-Status}", package],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.stdout.strip() != "installed":
             absent.append(package)

@@ -162,7 +162,7 @@ def wait_until(
         try:
             if check():
                 return
-        except Exception:  # noqa: BLE001, S110 - not ready yet is any error while starting
+        except Exception:  # noqa: S110 - not ready yet is any error while starting
             pass
         if process is not None and not process.running():
             raise ProcessError(
@@ -175,3 +175,31 @@ def wait_until(
                 log_hint = f"; last lines of {process.log_path}:\n{tail(process.log_path)}"
             raise ProcessError(f"timed out after {timeout_s:.0f}s waiting for {what}{log_hint}")
         time.sleep(interval_s)
+
+
+def group_rss_bytes(pgid: int) -> int:
+    """Resident memory of every process in a process group, in bytes."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[2] != str(pgid):
+                continue
+            status = (stat.parent / "status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) * 1024
+    return total
+
+
+def memory_by_process(run_dir: Path) -> dict[str, int]:
+    """Resident memory of each running managed process (by name), in bytes."""
+    memory = {}
+    for pid_file in sorted((run_dir / "pids").glob("*.pid")):
+        process = ManagedProcess(pid_file.stem, [], run_dir)
+        pid = process.pid()
+        if pid is not None:
+            memory[process.name] = group_rss_bytes(pid)
+    return memory

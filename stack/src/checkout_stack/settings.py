@@ -68,8 +68,12 @@ class JaegerPorts(BaseModel):
     """OTLP/HTTP receiver (what OTEL_EXPORTER_OTLP_ENDPOINT points at)."""
     query_port: int = 16686
     """Query API and UI (what TRACES_QUERY_URL points at)."""
+    query_grpc_port: int = 16685
+    """Query gRPC API (always served by the query extension; nothing of ours uses it)."""
     health_port: int = 13133
     """Health-check extension."""
+    metrics_port: int = 8888
+    """Jaeger's own metrics (Prometheus text format at ``/metrics``)."""
 
 
 class PrometheusPorts(BaseModel):
@@ -91,9 +95,7 @@ class ToxiproxyPorts(BaseModel):
 class StackSettings(BaseSettings):
     """The whole local stack's configuration."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="CHECKOUT_STACK_", env_nested_delimiter="__", extra="ignore"
-    )
+    model_config = SettingsConfigDict(env_prefix="CHECKOUT_STACK_", env_nested_delimiter="__", extra="ignore")
 
     cache_dir: Path = Field(default_factory=lambda: Path.home() / ".cache" / "checkout-platform")
     """Installed/built components, one folder per component and version; survives `make down`."""

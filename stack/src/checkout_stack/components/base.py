@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from pathlib import Path
 
 from checkout_stack.settings import HOST, StackSettings
 
@@ -66,3 +67,11 @@ class Component(ABC):
     @abstractmethod
     def env(self) -> dict[str, str]:
         """Environment variables that reach the running component (`make env`)."""
+
+    def statuses(self) -> list[Status]:
+        """Rows for `make status`; components with several processes return one per process."""
+        return [self.status()]
+
+    def tools(self) -> dict[str, Path]:
+        """Command-line tools worth putting on PATH (`make env`), by name."""
+        return {}

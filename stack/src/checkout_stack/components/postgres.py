@@ -66,13 +66,20 @@ class Postgres(Component):
             name=self.name,
             argv=[
                 str(self.bin / "postgres"),
-                "-D", str(self.data_dir),
-                "-c", f"listen_addresses={HOST}",
-                "-c", f"port={self.settings.postgres.port}",
-                "-c", "unix_socket_directories=",
-                "-c", "max_connections=400",
-                "-c", "shared_buffers=256MB",
-                "-c", "log_min_messages=warning",
+                "-D",
+                str(self.data_dir),
+                "-c",
+                f"listen_addresses={HOST}",
+                "-c",
+                f"port={self.settings.postgres.port}",
+                "-c",
+                "unix_socket_directories=",
+                "-c",
+                "max_connections=400",
+                "-c",
+                "shared_buffers=256MB",
+                "-c",
+                "log_min_messages=warning",
             ],
             run_dir=self.settings.run_dir,
             user=SERVER_USER,
@@ -108,11 +115,21 @@ class Postgres(Component):
                     "directory traversable (chmod o+x) or set CHECKOUT_STACK_RUN_DIR to such a folder"
                 )
         try:
-            self._run_as_server_user([
-                str(self.bin / "initdb"), "-D", str(self.data_dir), "-U", self.settings.postgres.user,
-                "--pwfile", str(pwfile), "--auth-host=scram-sha-256", "--auth-local=peer",
-                "--encoding=UTF8", "--no-locale",
-            ])
+            self._run_as_server_user(
+                [
+                    str(self.bin / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.settings.postgres.user,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=peer",
+                    "--encoding=UTF8",
+                    "--no-locale",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
 
@@ -122,8 +139,12 @@ class Postgres(Component):
             self._initdb()
         process = self._process()
         process.start()
-        wait_until(self.healthy, what="PostgreSQL to accept connections",
-                   timeout_s=self.settings.start_timeout_s, process=process)
+        wait_until(
+            self.healthy,
+            what="PostgreSQL to accept connections",
+            timeout_s=self.settings.start_timeout_s,
+            process=process,
+        )
 
     def stop(self) -> None:
         """Fast shutdown."""
@@ -147,8 +168,13 @@ class Postgres(Component):
 
     def status(self) -> Status:
         """Version, address, health."""
-        return Status(self.name, f"PostgreSQL {self.version} (Debian)", f"{HOST}:{self.settings.postgres.port}",
-                      self._process().running(), self.healthy())
+        return Status(
+            self.name,
+            f"PostgreSQL {self.version} (Debian)",
+            f"{HOST}:{self.settings.postgres.port}",
+            self._process().running(),
+            self.healthy(),
+        )
 
     def env(self) -> dict[str, str]:
         """DATABASE_URL: the superuser DSN."""

@@ -1,0 +1,96 @@
+"""``checkout-stack``: install, start, stop and inspect the local stack (the Makefile's verbs)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+
+from rich.table import Table
+
+from checkout_stack.console import console
+from checkout_stack.processes import memory_by_process
+from checkout_stack.smoke import run_smoke
+from checkout_stack.stack import Stack
+
+
+def _status(stack: Stack, check: bool) -> int:
+    table = Table(title="CheckoutPlatform local stack")
+    for column in ("component", "version", "address", "process", "health", "memory"):
+        table.add_column(column, justify="right" if column == "memory" else "left")
+    rows = stack.statuses()
+    memory = memory_by_process(stack.settings.run_dir)
+    for row in rows:
+        rss = memory.get(row.name)
+        table.add_row(
+            row.name,
+            row.version,
+            row.address,
+            "[green]running[/green]" if row.running else "[dim]stopped[/dim]",
+            "[green]healthy[/green]" if row.healthy else "[red]unhealthy[/red]",
+            f"{rss / 2**20:.0f} MiB" if rss else "",
+        )
+    console.print(table)
+    console.print(f"resident memory of the stack: {sum(memory.values()) / 2**20:.0f} MiB")
+    console.print(f"logs: {stack.settings.logs_dir}")
+    return 1 if check and not all(r.healthy for r in rows) else 0
+
+
+def _test(stack: Stack, pytest_args: list[str]) -> int:
+    """Bring the stack up, run pytest, and stop again whatever this command started."""
+    started = stack.up()
+    try:
+        command = [sys.executable, "-m", "pytest", *pytest_args]
+        console.print(f"$ {shlex.join(command)}")
+        return subprocess.run(command, check=False).returncode
+    finally:
+        if started:
+            stack.down([c.name for c in started])
+        if len(started) == len(stack.components):
+            leftovers = stack.leftover_processes()
+            if leftovers:
+                console.print("[red]processes left behind:[/red]\n" + "\n".join(leftovers))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="checkout-stack", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("setup", "install every component (idempotent; cached by version)"),
+        ("up", "start the stack (installs what is missing first)"),
+        ("down", "stop the stack; data stays in the run directory"),
+    ):
+        sub = commands.add_parser(name, help=help_text)
+        sub.add_argument("components", nargs="*", help="only these components (default: all)")
+    status = commands.add_parser("status", help="each component's version, address and health")
+    status.add_argument("--check", action="store_true", help="exit 1 unless everything is healthy")
+    commands.add_parser("env", help="print export lines that reach the running stack")
+    commands.add_parser("smoke", help="a round trip through every component, printing what it did")
+    test = commands.add_parser("test", help="up, pytest [ARGS], then stop what this started")
+    test.add_argument("pytest_args", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+
+    stack = Stack()
+    if args.command == "setup":
+        stack.setup(args.components)
+    elif args.command == "up":
+        stack.up(args.components)
+        return _status(stack, check=True)
+    elif args.command == "down":
+        stack.down(args.components)
+    elif args.command == "status":
+        return _status(stack, args.check)
+    elif args.command == "env":
+        for key, value in stack.env().items():
+            print(f"export {key}={shlex.quote(value)}")
+    elif args.command == "smoke":
+        run_smoke(stack)
+    elif args.command == "test":
+        return _test(stack, [a for a in args.pytest_args if a != "--"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

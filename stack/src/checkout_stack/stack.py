@@ -1,0 +1,139 @@
+"""The whole local stack: its components in start order, and what to do with all of them."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from checkout_stack.components.base import Component, Status
+from checkout_stack.components.jaeger import Jaeger
+from checkout_stack.components.kafka import Kafka
+from checkout_stack.components.kubernetes import Kubernetes
+from checkout_stack.components.postgres import Postgres
+from checkout_stack.components.prometheus import Prometheus
+from checkout_stack.components.toxiproxy import Toxiproxy
+from checkout_stack.console import console, info, step
+from checkout_stack.settings import StackSettings
+
+
+class Stack:
+    """Every component, built from one settings object."""
+
+    def __init__(self, settings: StackSettings | None = None) -> None:
+        self.settings = settings or StackSettings()
+        self.postgres = Postgres(self.settings)
+        self.kafka = Kafka(self.settings)
+        self.kubernetes = Kubernetes(self.settings)
+        self.jaeger = Jaeger(self.settings)
+        self.prometheus = Prometheus(self.settings)
+        self.toxiproxy = Toxiproxy(self.settings)
+
+    @property
+    def components(self) -> tuple[Component, ...]:
+        """In start order."""
+        return (self.postgres, self.kafka, self.kubernetes, self.jaeger, self.prometheus, self.toxiproxy)
+
+    def select(self, names: Sequence[str]) -> list[Component]:
+        """The named components (all when ``names`` is empty), in start order."""
+        known = {c.name: c for c in self.components}
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise SystemExit(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        return [c for c in self.components if not names or c.name in names]
+
+    @property
+    def bin_dir(self) -> Path:
+        """Symlinks to every tool of the stack (kubectl, helm, …) — what `make env` adds to PATH."""
+        return self.settings.run_dir / "bin"
+
+    def setup(self, names: Sequence[str] = ()) -> None:
+        """Install every selected component that is not cached yet."""
+        started = time.monotonic()
+        for component in self.select(names):
+            if component.installed():
+                info(f"{component.name} {component.version}: cached")
+                continue
+            with step(f"install {component.name} {component.version}"):
+                component.install()
+        self.link_tools()
+        console.print(f"setup done in {time.monotonic() - started:.1f}s")
+
+    def link_tools(self) -> None:
+        """Refresh the symlinks in :attr:`bin_dir`."""
+        self.bin_dir.mkdir(parents=True, exist_ok=True)
+        for component in self.components:
+            if not component.installed():
+                continue
+            for name, target in component.tools().items():
+                link = self.bin_dir / name
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
+
+    def up(self, names: Sequence[str] = ()) -> list[Component]:
+        """Install what is missing, then start the selected components in parallel.
+
+        Returns the components that were not running before (so a caller can stop just those).
+        """
+        selected = self.select(names)
+        if not all(c.installed() for c in selected):
+            self.setup(names)
+        self.link_tools()
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        newly = [c for c in selected if not c.healthy()]
+        started = time.monotonic()
+
+        def start(component: Component) -> None:
+            with step(f"start {component.name}"):
+                component.start()
+
+        with ThreadPoolExecutor(max_workers=len(selected) or 1) as pool:
+            failures = []
+            for component, future in [(c, pool.submit(start, c)) for c in selected]:
+                try:
+                    future.result()
+                except Exception as error:
+                    failures.append(f"{component.name}: {error}")
+        if failures:
+            raise SystemExit("the stack did not come up:\n" + "\n".join(failures))
+        console.print(f"stack up in {time.monotonic() - started:.1f}s (logs in {self.settings.logs_dir})")
+        return newly
+
+    def down(self, names: Sequence[str] = ()) -> None:
+        """Stop the selected components in reverse start order, then check for leftovers."""
+        for component in reversed(self.select(names)):
+            with step(f"stop {component.name}"):
+                component.stop()
+        if not names:
+            leftovers = self.leftover_processes()
+            if leftovers:
+                raise SystemExit("processes of the stack are still running:\n" + "\n".join(leftovers))
+
+    def leftover_processes(self) -> list[str]:
+        """Processes whose command line points into the cache or run directory."""
+        markers = (str(self.settings.cache_dir), str(self.settings.run_dir))
+        found = []
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                argv = cmdline.read_bytes().split(b"\0")
+            except OSError:
+                continue
+            text = " ".join(a.decode(errors="replace") for a in argv).strip()
+            pid = int(cmdline.parent.name)
+            if pid != os.getpid() and any(m in text for m in markers) and "checkout-stack" not in text:
+                found.append(f"{pid}: {text[:160]}")
+        return found
+
+    def statuses(self) -> list[Status]:
+        """Every row of `make status`."""
+        return [row for component in self.components for row in component.statuses()]
+
+    def env(self) -> dict[str, str]:
+        """Environment variables reaching the running stack."""
+        values: dict[str, str] = {}
+        for component in self.components:
+            values.update(component.env())
+        values["PATH"] = f"{self.bin_dir}:{os.environ.get('PATH', '')}"
+        return values

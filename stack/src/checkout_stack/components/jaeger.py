@@ -19,7 +19,7 @@ import yaml
 
 from checkout_stack import golang, versions
 from checkout_stack.cache import CacheEntry, recipe_digest
-from checkout_stack.components.base import Component, Status
+from checkout_stack.components.base import Component, Status, port_open
 from checkout_stack.console import info
 from checkout_stack.processes import ManagedProcess, ProcessError, wait_until
 from checkout_stack.settings import HOST, REPO_ROOT, StackSettings
@@ -184,7 +184,14 @@ class Jaeger(Component):
         self._process().stop()
 
     def healthy(self) -> bool:
-        """The query API lists services."""
+        """The query API lists services and both OTLP receivers accept connections.
+
+        The query extension starts before the receivers, so the API alone answering does not
+        yet mean spans can be sent.
+        """
+        ports = self.settings.jaeger
+        if not (port_open(ports.otlp_http_port) and port_open(ports.otlp_grpc_port)):
+            return False
         try:
             response = httpx.get(f"{self.query_url}/api/services", timeout=2.0)
         except httpx.HTTPError:

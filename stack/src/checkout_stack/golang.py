@@ -57,10 +57,17 @@ def build(
     entry.finish()
 
 
-def install(entry: CacheEntry, *, package: str, version: str, log: Path) -> None:
-    """``go install package@version`` into ``entry.bin`` (for modules without replace directives)."""
+def install(
+    entry: CacheEntry,
+    *,
+    packages: Sequence[str],
+    version: str,
+    ldflags: str = "-s -w",
+    log: Path,
+) -> None:
+    """``go install pkg@vVERSION …`` into ``entry.bin`` (for modules without replace directives)."""
     entry.begin()
     entry.bin.mkdir()
-    argv = [_go(), "install", "-pgo=off", "-trimpath", "-ldflags=-s -w", f"{package}@v{version}"]
+    argv = [_go(), "install", "-pgo=off", "-trimpath", f"-ldflags={ldflags}", *(f"{p}@v{version}" for p in packages)]
     _run(argv, None, log, {"GOBIN": str(entry.bin)})
     entry.finish()

@@ -82,7 +82,7 @@ def kube_api(kubeconfig: Path) -> Iterator[object]:
     """A ``kubernetes.client.ApiClient`` for the local API server (cluster-admin)."""
     from kubernetes import config
 
-    api_client = config.new_client_from_config(config_file=str(kubeconfig))
+    api_client = config.new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     yield api_client
     api_client.close()
 

@@ -21,6 +21,12 @@ HELM: Final = "3.22.0"
 JAEGER: Final = "1.76.0"
 """Jaeger all-in-one (v2 architecture) with in-memory storage (stack/go/jaeger)."""
 
+JAEGER_V2: Final = "2.13.0"
+"""The v2 number of the same release as JAEGER; the binary reports it, as the release's build does."""
+
+JAEGER_RELEASE_DATE: Final = "2025-12-03T16:07:08Z"
+"""Tag time of the pinned Jaeger release, reported by ``jaeger version`` (set with JAEGER)."""
+
 TOXIPROXY: Final = "2.5.0"
 """github.com/Shopify/toxiproxy/v2: network fault injection for the reliability suite."""
 

@@ -28,9 +28,7 @@ def _unique(prefix: str) -> str:
 
 @pytest.fixture
 async def admin(kafka_bootstrap_servers: str) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(
-        bootstrap_servers=kafka_bootstrap_servers, request_timeout_ms=10_000
-    )
+    client = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers, request_timeout_ms=10_000)
     await client.start()
     yield client
     await client.close()
@@ -54,9 +52,7 @@ async def _described_when_ready(admin: AIOKafkaAdminClient, topic: str) -> dict[
 
 async def _create_topic(admin: AIOKafkaAdminClient, partitions: int) -> str:
     topic = _unique("topic")
-    response = await admin.create_topics(
-        [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
-    )
+    response = await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     errors = [(name, code, message) for name, code, message in response.topic_errors if code]
     assert not errors, f"CreateTopics failed: {errors}"
     await _described_when_ready(admin, topic)
@@ -83,9 +79,7 @@ async def test_keyed_messages_come_back_in_order_and_commits_stick(
     keys = [f"order-{i}" for i in range(6)]
     count = 60
     try:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=kafka_bootstrap_servers, acks="all", enable_idempotence=True
-        )
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap_servers, acks="all", enable_idempotence=True)
         await producer.start()
         sent: dict[str, list[str]] = defaultdict(list)
         end_offsets: dict[int, int] = defaultdict(int)
@@ -122,9 +116,7 @@ async def test_keyed_messages_come_back_in_order_and_commits_stick(
                             received[record.key.decode()].append(record.value.decode())
                         consumed += len(records)
                         await consumer.commit({tp: records[-1].offset + 1})
-            committed = {
-                tp.partition: await consumer.committed(tp) for tp in consumer.assignment()
-            }
+            committed = {tp.partition: await consumer.committed(tp) for tp in consumer.assignment()}
         finally:
             await consumer.stop()
 
@@ -155,4 +147,3 @@ async def test_producing_to_a_missing_topic_fails_and_creates_nothing(
     finally:
         await producer.stop()
     assert topic not in await admin.list_topics(), "auto.create.topics.enable must be false"
-

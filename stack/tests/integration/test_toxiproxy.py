@@ -84,9 +84,15 @@ def test_latency_toxic_delays_traffic(toxiproxy_url: str, proxy: tuple[str, int]
     _, baseline = _round_trip(port, b"ping")
     assert baseline < 0.3
 
-    toxic = _add_toxic(toxiproxy_url, name, {
-        "type": "latency", "stream": "downstream", "attributes": {"latency": 600, "jitter": 0},
-    })
+    toxic = _add_toxic(
+        toxiproxy_url,
+        name,
+        {
+            "type": "latency",
+            "stream": "downstream",
+            "attributes": {"latency": 600, "jitter": 0},
+        },
+    )
     received, delayed = _round_trip(port, b"ping")
     assert received == b"ping"
     assert delayed >= 0.55
@@ -98,9 +104,15 @@ def test_latency_toxic_delays_traffic(toxiproxy_url: str, proxy: tuple[str, int]
 
 def test_reset_peer_toxic_resets_connections(toxiproxy_url: str, proxy: tuple[str, int]) -> None:
     name, port = proxy
-    _add_toxic(toxiproxy_url, name, {
-        "type": "reset_peer", "stream": "upstream", "attributes": {"timeout": 0},
-    })
+    _add_toxic(
+        toxiproxy_url,
+        name,
+        {
+            "type": "reset_peer",
+            "stream": "upstream",
+            "attributes": {"timeout": 0},
+        },
+    )
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(b"ping")
         with pytest.raises(ConnectionResetError):

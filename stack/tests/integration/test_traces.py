@@ -35,9 +35,12 @@ def test_span_sent_over_otlp_http_is_queryable(otlp_endpoint: str, trace_query: 
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{otlp_endpoint}/v1/traces")))
     tracer = provider.get_tracer("checkout_stack.tests")
     try:
-        with tracer.start_as_current_span(
-            "POST /checkouts", kind=SpanKind.SERVER, attributes={"checkout.order_id": order_id}
-        ) as parent, tracer.start_as_current_span("reserve stock") as child:
+        with (
+            tracer.start_as_current_span(
+                "POST /checkouts", kind=SpanKind.SERVER, attributes={"checkout.order_id": order_id}
+            ) as parent,
+            tracer.start_as_current_span("reserve stock") as child,
+        ):
             trace_id = format(parent.get_span_context().trace_id, "032x")
             parent_id = format(parent.get_span_context().span_id, "016x")
             child_id = format(child.get_span_context().span_id, "016x")

@@ -7,6 +7,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
+from checkout_stack.processes import ManagedProcess, wait_until
 from checkout_stack.settings import HOST, StackSettings
 
 
@@ -29,6 +32,15 @@ def port_open(port: int, host: str = HOST, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    """Whether a GET of ``url`` answers 200 within ``timeout_s``; any HTTP error is a no."""
+    try:
+        response = httpx.get(url, timeout=timeout_s)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == httpx.codes.OK
 
 
 class Component(ABC):
@@ -75,3 +87,47 @@ class Component(ABC):
     def tools(self) -> dict[str, Path]:
         """Command-line tools worth putting on PATH (`make env`), by name."""
         return {}
+
+
+class ProcessComponent(Component):
+    """A component that is one managed process: prepared, started, then waited on until healthy."""
+
+    @property
+    def health_description(self) -> str:
+        """What :meth:`start` waits for, e.g. "PostgreSQL to accept connections" (override it)."""
+        return f"{self.name} to become healthy"
+
+    @abstractmethod
+    def process(self) -> ManagedProcess:
+        """The server process (building it starts nothing; stop and status find it by pid file)."""
+
+    def prepare(self) -> None:
+        """Get ready to start, on every start: write configuration, initialise storage (default: nothing)."""
+
+    def start(self) -> None:
+        """Prepare, start the process unless it runs, and wait until healthy."""
+        self.prepare()
+        process = self.process()
+        process.start()
+        self._wait_healthy(process)
+
+    def stop(self) -> None:
+        """Stop the process group, gracefully then forcibly; data on disk is kept."""
+        self.process().stop()
+
+    def running(self) -> bool:
+        """Whether the process is alive (healthy or not)."""
+        return self.process().running()
+
+    def _wait_healthy(self, process: ManagedProcess) -> None:
+        """Wait until :meth:`healthy`, failing with the process log if it dies or times out."""
+        wait_until(
+            self.healthy,
+            what=self.health_description,
+            timeout_s=self.settings.start_timeout_s,
+            process=process,
+        )
+
+    def _status_row(self, version: str, address: str, detail: str = "") -> Status:
+        """The `make status` row: ``version`` and ``address`` as shown, liveness and health probed now."""
+        return Status(self.name, version, address, self.running(), self.healthy(), detail)

@@ -14,14 +14,13 @@ import subprocess
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import yaml
 
 from checkout_stack import golang, versions
 from checkout_stack.cache import CacheEntry, recipe_digest
-from checkout_stack.components.base import Component, Status, port_open
+from checkout_stack.components.base import ProcessComponent, Status, http_ok, port_open
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, ProcessError, wait_until
+from checkout_stack.processes import ManagedProcess, ProcessError
 from checkout_stack.settings import HOST, REPO_ROOT, StackSettings
 
 MODULE_DIR: Final = REPO_ROOT / "stack" / "go" / "jaeger"
@@ -29,19 +28,11 @@ MODULE_DIR: Final = REPO_ROOT / "stack" / "go" / "jaeger"
 
 PACKAGE: Final = "github.com/jaegertracing/jaeger/cmd/jaeger"
 
-V2_VERSION: Final = "2.13.0"
-"""The v2 release number of the same Jaeger release as ``versions.JAEGER`` (v1.76.0 / v2.13.0).
-
-The ``jaeger`` binary reports the v2 number, as the release's own build does.
-"""
-
-RELEASE_DATE: Final = "2025-12-03T16:07:08Z"
-"""Tag time of the pinned release, reported by ``jaeger version``."""
+V2_VERSION: Final = versions.JAEGER_V2
+RELEASE_DATE: Final = versions.JAEGER_RELEASE_DATE
 
 _VERSION_PKG: Final = "github.com/jaegertracing/jaeger/internal/version"
-LDFLAGS: Final = (
-    f"-s -w -X {_VERSION_PKG}.latestVersion=v{V2_VERSION} -X {_VERSION_PKG}.date={RELEASE_DATE}"
-)
+LDFLAGS: Final = f"-s -w -X {_VERSION_PKG}.latestVersion=v{V2_VERSION} -X {_VERSION_PKG}.date={RELEASE_DATE}"
 """Strip symbols and set the version variables Jaeger's Makefile sets (there is no commit here)."""
 
 MAX_TRACES: Final = 100_000
@@ -51,11 +42,12 @@ STORE: Final = "memstore"
 """Name of the (only) trace storage backend in the configuration."""
 
 
-class Jaeger(Component):
+class Jaeger(ProcessComponent):
     """One Jaeger v2 process: OTLP receivers, memory storage, query API."""
 
     name = "jaeger"
     version = versions.JAEGER
+    health_description = "the Jaeger query API to answer"
 
     def __init__(self, settings: StackSettings) -> None:
         super().__init__(settings)
@@ -97,9 +89,7 @@ class Jaeger(Component):
             return
         log = self.settings.logs_dir / "setup-jaeger.log"
         info(f"building Jaeger v{self.version} (v{V2_VERSION}) with go build; log: {log}")
-        golang.build(
-            self.entry, module_dir=MODULE_DIR, packages=[PACKAGE], ldflags=LDFLAGS, log=log
-        )
+        golang.build(self.entry, module_dir=MODULE_DIR, packages=[PACKAGE], ldflags=LDFLAGS, log=log)
 
     def config(self) -> dict[str, Any]:
         """The collector configuration: every listener on loopback, traces kept in memory."""
@@ -154,14 +144,15 @@ class Jaeger(Component):
         """Validate the written configuration with ``jaeger validate`` (fails with its message)."""
         result = subprocess.run(
             [str(self.binary), "validate", "--config", str(self.config_path)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode:
-            raise ProcessError(
-                f"jaeger rejected {self.config_path}:\n{(result.stdout + result.stderr).strip()}"
-            )
+            raise ProcessError(f"jaeger rejected {self.config_path}:\n{(result.stdout + result.stderr).strip()}")
 
-    def _process(self) -> ManagedProcess:
+    def process(self) -> ManagedProcess:
+        """The all-in-one process; the in-memory traces are gone when it stops."""
         return ManagedProcess(
             name=self.name,
             argv=[str(self.binary), "--config", str(self.config_path)],
@@ -169,19 +160,11 @@ class Jaeger(Component):
             cwd=self.home,
         )
 
-    def start(self) -> None:
-        """Write the configuration, start Jaeger and wait until the query API answers."""
+    def prepare(self) -> None:
+        """Write the configuration and check it with ``jaeger validate``."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.check_config()
-        process = self._process()
-        process.start()
-        wait_until(self.healthy, what="the Jaeger query API to answer",
-                   timeout_s=self.settings.start_timeout_s, process=process)
-
-    def stop(self) -> None:
-        """Stop Jaeger; the in-memory traces are gone with it."""
-        self._process().stop()
 
     def healthy(self) -> bool:
         """The query API lists services and both OTLP receivers accept connections.
@@ -192,18 +175,14 @@ class Jaeger(Component):
         ports = self.settings.jaeger
         if not (port_open(ports.otlp_http_port) and port_open(ports.otlp_grpc_port)):
             return False
-        try:
-            response = httpx.get(f"{self.query_url}/api/services", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == httpx.codes.OK
+        return http_ok(f"{self.query_url}/api/services")
 
     def status(self) -> Status:
         """Version, query address, health, and where OTLP goes in."""
         ports = self.settings.jaeger
-        return Status(
-            self.name, f"Jaeger v{self.version} / v{V2_VERSION}", f"{HOST}:{ports.query_port}",
-            self._process().running(), self.healthy(),
+        return self._status_row(
+            f"Jaeger v{self.version} / v{V2_VERSION}",
+            f"{HOST}:{ports.query_port}",
             f"OTLP gRPC :{ports.otlp_grpc_port}, HTTP :{ports.otlp_http_port}",
         )
 

@@ -26,9 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from checkout_stack import versions
 from checkout_stack.cache import CacheEntry, recipe_digest
-from checkout_stack.components.base import Component, Status, port_open
+from checkout_stack.components.base import ProcessComponent, Status, port_open
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, ProcessError, tail, wait_until
+from checkout_stack.processes import ManagedProcess, ProcessError, tail
 from checkout_stack.settings import HOST, REPO_ROOT, StackSettings
 
 POM = REPO_ROOT / "stack" / "kafka" / "pom.xml"
@@ -138,18 +138,17 @@ def _pom_kafka_version(pom: Path) -> str | None:
     return match.group(1) if match else None
 
 
-class Kafka(Component):
+class Kafka(ProcessComponent):
     """A single-node Kafka cluster (KRaft, broker and controller in one process)."""
 
     name = "kafka"
     version = versions.KAFKA
+    health_description = "Kafka to answer metadata requests"
 
     def __init__(self, settings: StackSettings) -> None:
         super().__init__(settings)
         self.home = settings.run_dir / "kafka"
-        self.entry = CacheEntry(
-            settings.cache_dir, self.name, versions.KAFKA, recipe_digest([POM], LOG4J2_YAML)
-        )
+        self.entry = CacheEntry(settings.cache_dir, self.name, versions.KAFKA, recipe_digest([POM], LOG4J2_YAML))
 
     @property
     def libs(self) -> Path:
@@ -203,7 +202,11 @@ class Kafka(Component):
         log.parent.mkdir(parents=True, exist_ok=True)
         self.entry.begin()
         argv = [
-            mvn, "-q", "-B", "-f", str(POM),
+            mvn,
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
             f"-Dkafka.version={versions.KAFKA}",
             "dependency:copy-dependencies",
             "-DincludeScope=runtime",
@@ -212,9 +215,7 @@ class Kafka(Component):
         with log.open("ab") as out:
             out.write(f"\n$ {' '.join(argv)}\n".encode())
             out.flush()
-            result = subprocess.run(
-                argv, cwd=POM.parent, stdout=out, stderr=subprocess.STDOUT, check=False
-            )
+            result = subprocess.run(argv, cwd=POM.parent, stdout=out, stderr=subprocess.STDOUT, check=False)
         if result.returncode != 0:
             raise KafkaError(
                 f"Maven could not copy Kafka {versions.KAFKA}'s jars (exit {result.returncode}); "
@@ -306,9 +307,13 @@ class Kafka(Component):
     def _jvm_options(self) -> list[str]:
         heap = self.settings.kafka.heap
         return [
-            f"-Xmx{heap}", f"-Xms{heap}",
-            "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
-            "-XX:+ExplicitGCInvokesConcurrent", "-XX:+ExitOnOutOfMemoryError",
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
+            "-XX:MaxGCPauseMillis=20",
+            "-XX:InitiatingHeapOccupancyPercent=35",
+            "-XX:+ExplicitGCInvokesConcurrent",
+            "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.log4j2_config}",
         ]
@@ -320,9 +325,17 @@ class Kafka(Component):
         log = self.settings.logs_dir / "kafka-format.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         argv = [
-            java, f"-Dlog4j2.configurationFile={self.log4j2_config}", "-cp", self._classpath(),
-            "kafka.tools.StorageTool", "format", "--standalone",
-            "-t", self._cluster_id(), "-c", str(self.config_path),
+            java,
+            f"-Dlog4j2.configurationFile={self.log4j2_config}",
+            "-cp",
+            self._classpath(),
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            self._cluster_id(),
+            "-c",
+            str(self.config_path),
         ]
         with log.open("ab") as out:
             out.write(f"\n$ {' '.join(argv)}\n".encode())
@@ -333,48 +346,60 @@ class Kafka(Component):
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def _process(self, java: str = "java") -> ManagedProcess:
-        """The broker process; ``java`` matters only to start it (status and stop use the pid)."""
+    def process(self, java: str = "java") -> ManagedProcess:
+        """The broker process; ``java`` matters only to start it (status and stop use the pid).
+
+        SIGTERM runs the broker's controlled shutdown, so stopping waits up to a minute.
+        """
         return ManagedProcess(
             name=self.name,
             argv=[
-                java, *self._jvm_options(), "-cp", self._classpath(),
-                "kafka.Kafka", str(self.config_path),
+                java,
+                *self._jvm_options(),
+                "-cp",
+                self._classpath(),
+                "kafka.Kafka",
+                str(self.config_path),
             ],
             run_dir=self.settings.run_dir,
             cwd=self.home,
             stop_timeout_s=60.0,  # SIGTERM runs the controlled shutdown; give it time
         )
 
-    def start(self) -> None:
-        """Format storage on first use, start the broker and wait until it serves metadata."""
-        if not self.entry.complete:
-            raise KafkaError(f"Kafka {versions.KAFKA} is not installed: run `make setup` first")
-        process = self._process(self._java())
-        if process.running():
-            wait_until(self.healthy, what="Kafka to answer metadata requests",
-                       timeout_s=self.settings.start_timeout_s, process=process)
-            return
+    def prepare(self, java: str | None = None) -> None:
+        """Refuse ports taken by others, check Java, write the configuration, format storage once.
+
+        ``java`` is the executable the broker will run with (default: the one :meth:`_java` finds).
+        """
         for port in (self.settings.kafka.port, self.settings.kafka.controller_port):
             if port_open(port):
                 raise KafkaError(
                     f"{HOST}:{port} is already taken by another process: stop it or choose other "
                     "ports (CHECKOUT_STACK_KAFKA__PORT / CHECKOUT_STACK_KAFKA__CONTROLLER_PORT)"
                 )
-        self._check_java(process.argv[0])
+        java = java or self._java()
+        self._check_java(java)
         self._write_config()
-        self._format(process.argv[0])
+        self._format(java)
+
+    def start(self) -> None:
+        """Wait for a running broker; else prepare, start it and wait until it serves metadata.
+
+        Unlike the other components, a broker that fails to become healthy is stopped again.
+        """
+        if not self.entry.complete:
+            raise KafkaError(f"Kafka {versions.KAFKA} is not installed: run `make setup` first")
+        process = self.process(self._java())
+        if process.running():
+            self._wait_healthy(process)
+            return
+        self.prepare(process.argv[0])
         process.start()
         try:
-            wait_until(self.healthy, what="Kafka to answer metadata requests",
-                       timeout_s=self.settings.start_timeout_s, process=process)
+            self._wait_healthy(process)
         except ProcessError:
             process.stop()
             raise
-
-    def stop(self) -> None:
-        """SIGTERM (the broker's controlled shutdown), then wait for the JVM to exit."""
-        self._process().stop()
 
     async def _describe_cluster(self) -> dict[str, Any]:
         admin = AIOKafkaAdminClient(
@@ -403,9 +428,9 @@ class Kafka(Component):
         """Version, address, health."""
         path = self.cluster_id_path
         cluster_id = path.read_text().strip() if path.exists() else ""
-        return Status(
-            self.name, f"Kafka {self.version} (KRaft)", self.bootstrap_servers(),
-            self._process().running(), self.healthy(),
+        return self._status_row(
+            f"Kafka {self.version} (KRaft)",
+            self.bootstrap_servers(),
             f"cluster {cluster_id}" if cluster_id else "",
         )
 

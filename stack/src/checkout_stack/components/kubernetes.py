@@ -1,10 +1,10 @@
 """A real Kubernetes control plane without a kubelet, Pods made Running by kwok.
 
 etcd, kube-apiserver, kube-controller-manager and kube-scheduler run as processes; kwok makes
-fake Nodes Ready and the Pods bound to them Running. The binaries are built from pinned Go wrapper modules (stack/go/kubernetes, stack/go/etcd), kwok
-and helm with `go install`, each into a cache entry keyed by version. kubectl is built at the
-control plane's version. The admin kubeconfig (client certificate in system:masters) is written
-to ``<run_dir>/kubeconfig``.
+fake Nodes Ready and the Pods bound to them Running. The binaries are built from pinned Go
+wrapper modules (stack/go/kubernetes, stack/go/etcd), kwok and helm with `go install`, each into
+a cache entry keyed by version. kubectl is built at the control plane's version. The admin
+kubeconfig (client certificate in system:masters) is written to ``<run_dir>/kubeconfig``.
 """
 
 from __future__ import annotations
@@ -115,10 +115,16 @@ class Kubernetes(Component):
                 )
         if not b.kwok.complete:
             with step(f"go install kwok v{versions.KWOK}"):
-                golang.install(b.kwok, package="sigs.k8s.io/kwok/cmd/kwok", version=versions.KWOK, log=log)
+                golang.install(b.kwok, packages=["sigs.k8s.io/kwok/cmd/kwok"], version=versions.KWOK, log=log)
         if not b.helm.complete:
             with step(f"go install helm v{versions.HELM}"):
-                golang.install(b.helm, package="helm.sh/helm/v3/cmd/helm", version=versions.HELM, log=log)
+                golang.install(
+                    b.helm,
+                    packages=["helm.sh/helm/v3/cmd/helm"],
+                    version=versions.HELM,
+                    ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version=v{versions.HELM}",
+                    log=log,
+                )
 
     def tool(self, name: str) -> Path:
         """Path of one of the binaries (kubectl, helm, kube-apiserver, etcd, kwok, …)."""

@@ -17,20 +17,21 @@ from functools import cached_property
 from pathlib import Path
 
 from checkout_stack import debian, versions
-from checkout_stack.components.base import Component, Status, port_open
+from checkout_stack.components.base import ProcessComponent, Status, port_open
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, ProcessError, wait_until
+from checkout_stack.processes import ManagedProcess, ProcessError
 from checkout_stack.settings import HOST, StackSettings
 
 PACKAGES = (f"postgresql-{versions.POSTGRES_MAJOR}", f"postgresql-client-{versions.POSTGRES_MAJOR}")
 SERVER_USER = "postgres"
 
 
-class Postgres(Component):
+class Postgres(ProcessComponent):
     """A single PostgreSQL server."""
 
     name = "postgres"
     version = versions.POSTGRES_MAJOR
+    health_description = "PostgreSQL to accept connections"
 
     def __init__(self, settings: StackSettings) -> None:
         super().__init__(settings)
@@ -61,7 +62,8 @@ class Postgres(Component):
         if added:
             info(f"installed Debian packages: {' '.join(added)}")
 
-    def _process(self) -> ManagedProcess:
+    def process(self) -> ManagedProcess:
+        """The server, run as the postgres user; SIGINT stops it with a "fast" shutdown."""
         return ManagedProcess(
             name=self.name,
             argv=[
@@ -133,22 +135,10 @@ class Postgres(Component):
         finally:
             pwfile.unlink(missing_ok=True)
 
-    def start(self) -> None:
-        """Initialise the cluster on first use, start the server and wait for connections."""
+    def prepare(self) -> None:
+        """Initialise the cluster on first use."""
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        process = self._process()
-        process.start()
-        wait_until(
-            self.healthy,
-            what="PostgreSQL to accept connections",
-            timeout_s=self.settings.start_timeout_s,
-            process=process,
-        )
-
-    def stop(self) -> None:
-        """Fast shutdown."""
-        self._process().stop()
 
     def healthy(self) -> bool:
         """pg_isready over TCP."""
@@ -168,13 +158,7 @@ class Postgres(Component):
 
     def status(self) -> Status:
         """Version, address, health."""
-        return Status(
-            self.name,
-            f"PostgreSQL {self.version} (Debian)",
-            f"{HOST}:{self.settings.postgres.port}",
-            self._process().running(),
-            self.healthy(),
-        )
+        return self._status_row(f"PostgreSQL {self.version} (Debian)", f"{HOST}:{self.settings.postgres.port}")
 
     def env(self) -> dict[str, str]:
         """DATABASE_URL: the superuser DSN."""

@@ -17,13 +17,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Final
 
-import httpx
 import yaml
 
 from checkout_stack import debian
-from checkout_stack.components.base import Component, Status
+from checkout_stack.components.base import ProcessComponent, Status, http_ok
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, ProcessError, wait_until
+from checkout_stack.processes import ManagedProcess, ProcessError
 from checkout_stack.settings import HOST, StackSettings
 
 PACKAGES: Final = ("prometheus",)
@@ -44,11 +43,12 @@ RETENTION: Final = ("--storage.tsdb.retention.time=1d", "--storage.tsdb.retentio
 _JOB_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
-class Prometheus(Component):
+class Prometheus(ProcessComponent):
     """One Prometheus server with file-based target discovery."""
 
     name = "prometheus"
     version = "Debian"
+    health_description = "Prometheus to be ready"
 
     def __init__(self, settings: StackSettings) -> None:
         super().__init__(settings)
@@ -88,7 +88,9 @@ class Prometheus(Component):
         """The installed Debian package version, e.g. ``2.42.0+ds-5+deb12u1``."""
         result = subprocess.run(
             ["dpkg-query", "-W", "-f=${Version}", PACKAGES[0]],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         return result.stdout.strip() or "not installed"
 
@@ -104,10 +106,12 @@ class Prometheus(Component):
                 },
                 {
                     "job_name": FILE_SD_JOB,
-                    "file_sd_configs": [{
-                        "files": [str(self.targets_dir / "*.json")],
-                        "refresh_interval": FILE_SD_REFRESH,
-                    }],
+                    "file_sd_configs": [
+                        {
+                            "files": [str(self.targets_dir / "*.json")],
+                            "refresh_interval": FILE_SD_REFRESH,
+                        }
+                    ],
                 },
             ],
         }
@@ -115,9 +119,7 @@ class Prometheus(Component):
     def target_file(self, job_name: str) -> Path:
         """The file listing the targets of ``job_name``."""
         if not _JOB_NAME.fullmatch(job_name):
-            raise ValueError(
-                f"job name {job_name!r} must match {_JOB_NAME.pattern} (it names a file)"
-            )
+            raise ValueError(f"job name {job_name!r} must match {_JOB_NAME.pattern} (it names a file)")
         return self.targets_dir / f"{job_name}.json"
 
     def add_targets(self, job_name: str, targets: list[str], labels: dict[str, str]) -> Path:
@@ -151,14 +153,15 @@ class Prometheus(Component):
         """Validate the written configuration (and the target files) with promtool."""
         result = subprocess.run(
             [str(BIN_DIR / "promtool"), "check", "config", str(self.config_path)],
-            capture_output=True, text=True, check=False,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode:
-            raise ProcessError(
-                f"promtool rejected {self.config_path}:\n{(result.stdout + result.stderr).strip()}"
-            )
+            raise ProcessError(f"promtool rejected {self.config_path}:\n{(result.stdout + result.stderr).strip()}")
 
-    def _process(self) -> ManagedProcess:
+    def process(self) -> ManagedProcess:
+        """The server; stopping it flushes its head block, and data and target files are kept."""
         return ManagedProcess(
             name=self.name,
             argv=[
@@ -176,35 +179,23 @@ class Prometheus(Component):
             cwd=self.home,
         )
 
-    def start(self) -> None:
-        """Write and check the configuration, start Prometheus and wait until it is ready."""
+    def prepare(self) -> None:
+        """Write the configuration and check it with promtool."""
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_path.write_text(yaml.safe_dump(self.config(), sort_keys=False))
         self.check_config()
-        process = self._process()
-        process.start()
-        wait_until(self.healthy, what="Prometheus to be ready",
-                   timeout_s=self.settings.start_timeout_s, process=process)
-
-    def stop(self) -> None:
-        """Stop Prometheus (it flushes its head block); data and target files are kept."""
-        self._process().stop()
 
     def healthy(self) -> bool:
         """``/-/ready`` answers 200."""
-        try:
-            response = httpx.get(f"{self.url}/-/ready", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == httpx.codes.OK
+        return http_ok(f"{self.url}/-/ready")
 
     def status(self) -> Status:
         """Version, address, health, and how many target files are registered."""
         jobs = sorted(path.stem for path in self.targets_dir.glob("*.json"))
-        return Status(
-            self.name, f"Prometheus {self.package_version()} (Debian)",
-            f"{HOST}:{self.settings.prometheus.port}", self._process().running(), self.healthy(),
+        return self._status_row(
+            f"Prometheus {self.package_version()} (Debian)",
+            f"{HOST}:{self.settings.prometheus.port}",
             f"file_sd jobs: {', '.join(jobs) or 'none'}",
         )
 

@@ -11,13 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-import httpx
-
 from checkout_stack import golang, versions
 from checkout_stack.cache import CacheEntry
-from checkout_stack.components.base import Component, Status
+from checkout_stack.components.base import ProcessComponent, Status, http_ok
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, wait_until
+from checkout_stack.processes import ManagedProcess
 from checkout_stack.settings import HOST, StackSettings
 
 MODULE: Final = "github.com/Shopify/toxiproxy/v2"
@@ -29,11 +27,12 @@ LDFLAGS: Final = f"-s -w -X {MODULE}.Version=v{versions.TOXIPROXY}"
 """What the release build (.goreleaser.yml) passes; without it the server reports version "git"."""
 
 
-class Toxiproxy(Component):
-    """One toxiproxy server; proxies and toxics are created through its API."""
+class Toxiproxy(ProcessComponent):
+    """One toxiproxy server; proxies and toxics are created through its API (and go when it stops)."""
 
     name = "toxiproxy"
     version = versions.TOXIPROXY
+    health_description = "the toxiproxy API to answer"
 
     def __init__(self, settings: StackSettings) -> None:
         super().__init__(settings)
@@ -59,60 +58,39 @@ class Toxiproxy(Component):
         return self.entry.complete and self.server_binary.exists() and self.cli_binary.exists()
 
     def install(self) -> None:
-        """``go install`` the server and the CLI into the cache entry, named as in the release.
-
-        ``golang.install`` takes one package and fixed linker flags, so both packages go through
-        one ``go install`` here, run the same way (same toolchain, environment and log handling).
-        """
+        """``go install`` the server and the CLI into the cache entry, named as in the release."""
         if self.installed():
             return
         log = self.settings.logs_dir / "setup-toxiproxy.log"
         info(f"installing toxiproxy v{self.version} with go install; log: {log}")
-        self.entry.begin()
-        self.entry.bin.mkdir()
-        packages = [f"{MODULE}/cmd/{program}@v{self.version}" for program in PROGRAMS]
-        argv = [golang._go(), "install", "-pgo=off", "-trimpath", f"-ldflags={LDFLAGS}", *packages]
-        golang._run(argv, None, log, {"GOBIN": str(self.entry.bin)})
+        packages = [f"{MODULE}/cmd/{program}" for program in PROGRAMS]
+        golang.install(self.entry, packages=packages, version=self.version, ldflags=LDFLAGS, log=log)
         for program, release_name in PROGRAMS.items():
             (self.entry.bin / program).replace(self.entry.bin / release_name)
-        self.entry.finish()
 
-    def _process(self) -> ManagedProcess:
+    def process(self) -> ManagedProcess:
+        """The server, logging at info level."""
         return ManagedProcess(
             name=self.name,
             argv=[
-                str(self.server_binary), "-host", HOST, "-port", str(self.settings.toxiproxy.port),
+                str(self.server_binary),
+                "-host",
+                HOST,
+                "-port",
+                str(self.settings.toxiproxy.port),
             ],
             run_dir=self.settings.run_dir,
             # The default (debug) logs every API call, health probes included.
             env={"LOG_LEVEL": "info"},
         )
 
-    def start(self) -> None:
-        """Start the server and wait until its API answers."""
-        process = self._process()
-        process.start()
-        wait_until(self.healthy, what="the toxiproxy API to answer",
-                   timeout_s=self.settings.start_timeout_s, process=process)
-
-    def stop(self) -> None:
-        """Stop the server; its proxies are gone with it."""
-        self._process().stop()
-
     def healthy(self) -> bool:
         """``GET /version`` answers 200."""
-        try:
-            response = httpx.get(f"{self.url}/version", timeout=2.0)
-        except httpx.HTTPError:
-            return False
-        return response.status_code == httpx.codes.OK
+        return http_ok(f"{self.url}/version")
 
     def status(self) -> Status:
         """Version, address, health."""
-        return Status(
-            self.name, f"toxiproxy v{self.version}", f"{HOST}:{self.settings.toxiproxy.port}",
-            self._process().running(), self.healthy(),
-        )
+        return self._status_row(f"toxiproxy v{self.version}", f"{HOST}:{self.settings.toxiproxy.port}")
 
     def tools(self) -> dict[str, Path]:
         """``toxiproxy-cli`` (``toxiproxy-cli -h $TOXIPROXY_URL list``)."""

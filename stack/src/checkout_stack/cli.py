@@ -15,7 +15,7 @@ from checkout_stack.smoke import run_smoke
 from checkout_stack.stack import Stack
 
 
-def _status(stack: Stack, check: bool) -> int:
+def _status(stack: Stack, check: bool, names: list[str] | None = None) -> int:
     table = Table(title="CheckoutPlatform local stack")
     for column in ("component", "version", "address", "process", "health", "memory"):
         table.add_column(column, justify="right" if column == "memory" else "left")
@@ -34,7 +34,8 @@ def _status(stack: Stack, check: bool) -> int:
     console.print(table)
     console.print(f"resident memory of the stack: {sum(memory.values()) / 2**20:.0f} MiB")
     console.print(f"logs: {stack.settings.logs_dir}")
-    return 1 if check and not all(r.healthy for r in rows) else 0
+    checked = [row for c in stack.select(names or []) for row in c.statuses()]
+    return 1 if check and not all(r.healthy for r in checked) else 0
 
 
 def _test(stack: Stack, pytest_args: list[str]) -> int:
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.setup(args.components)
     elif args.command == "up":
         stack.up(args.components)
-        return _status(stack, check=True)
+        return _status(stack, check=True, names=args.components)
     elif args.command == "down":
         stack.down(args.components)
     elif args.command == "status":

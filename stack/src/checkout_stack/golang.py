@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -39,6 +40,20 @@ def _run(argv: Sequence[str], cwd: Path | None, log: Path, env: dict[str, str] |
     if result.returncode != 0:
         lines = log.read_text(errors="replace").splitlines()[-30:]
         raise GoBuildError(f"`{' '.join(argv)}` failed (exit {result.returncode}); see {log}:\n" + "\n".join(lines))
+
+
+def module_source(module: str, version: str) -> Path:
+    """Download ``module@vVERSION`` into the module cache (if needed) and return its folder."""
+    result = subprocess.run(
+        [_go(), "mod", "download", "-json", f"{module}@v{version}"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode:
+        raise GoBuildError(f"go mod download {module}@v{version} failed: {result.stdout}{result.stderr}")
+    return Path(json.loads(result.stdout)["Dir"])
 
 
 def build(

@@ -30,6 +30,11 @@ SERVICE_CIDR = "10.0.0.0/24"
 CLUSTER_NAME = "checkout-local"
 """The kube context name; the e2e suite refuses any other context."""
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
+KWOK_STAGES = ("node/fast", "node/heartbeat", "pod/fast")
+"""kwok's own stage sets (from its module at the pinned version): Nodes become Ready and keep a
+heartbeat; Pods bound to them become Running, complete, and are removed when deleted."""
+HELM_LDFLAGS = f"-s -w -X helm.sh/helm/v3/internal/version.version=v{versions.HELM}"
+"""Without the version variable helm reports only "v3.22"."""
 
 
 def _version_ldflags() -> str:
@@ -80,7 +85,7 @@ class Kubernetes(Component):
             ),
             etcd=CacheEntry(cache, "etcd", f"v{versions.ETCD}", recipe_digest(etcd_module.rglob("go.*"))),
             kwok=CacheEntry(cache, "kwok", f"v{versions.KWOK}"),
-            helm=CacheEntry(cache, "helm", f"v{versions.HELM}"),
+            helm=CacheEntry(cache, "helm", f"v{versions.HELM}", recipe_digest([], HELM_LDFLAGS)),
         )
         self.home = settings.run_dir / "kubernetes"
         self.pki_dir = self.home / "pki"
@@ -90,7 +95,7 @@ class Kubernetes(Component):
     # -- installation ---------------------------------------------------------------------
     def installed(self) -> bool:
         """Whether every binary is cached."""
-        return all(entry.complete for entry in self.binaries.all())
+        return all(entry.complete for entry in self.binaries.all()) and self.kwok_stages.exists()
 
     def install(self) -> None:
         """Build whatever is missing (the first build takes many minutes on 2 cores)."""
@@ -113,26 +118,35 @@ class Kubernetes(Component):
                     ldflags=_version_ldflags(),
                     log=log,
                 )
-        if not b.kwok.complete:
+        if not b.kwok.complete or not self.kwok_stages.exists():
             with step(f"go install kwok v{versions.KWOK}"):
                 golang.install(b.kwok, packages=["sigs.k8s.io/kwok/cmd/kwok"], version=versions.KWOK, log=log)
+                self._write_kwok_stages()
         if not b.helm.complete:
             with step(f"go install helm v{versions.HELM}"):
                 golang.install(
                     b.helm,
                     packages=["helm.sh/helm/v3/cmd/helm"],
                     version=versions.HELM,
-                    ldflags=f"-s -w -X helm.sh/helm/v3/internal/version.version=v{versions.HELM}",
+                    ldflags=HELM_LDFLAGS,
                     log=log,
                 )
 
+    @property
+    def kwok_stages(self) -> Path:
+        """The Stage objects kwok runs with (multi-document YAML)."""
+        return self.binaries.kwok.path / "stages.yaml"
+
+    def _write_kwok_stages(self) -> None:
+        source = golang.module_source("sigs.k8s.io/kwok", versions.KWOK) / "kustomize" / "stage"
+        documents = [path.read_text() for stage in KWOK_STAGES for path in sorted((source / stage).glob("*.yaml"))]
+        stages = [doc for doc in documents if "kind: Stage" in doc]
+        self.kwok_stages.write_text("\n---\n".join(stages))
+
     def tool(self, name: str) -> Path:
-        """Path of one of the binaries (kubectl, helm, kube-apiserver, etcd, kwok, …)."""
-        for entry in self.binaries.all():
-            candidate = entry.bin / name
-            if candidate.exists():
-                return candidate
-        raise FileNotFoundError(f"{name} is not installed; run `make setup`")
+        """Path of one of the binaries (kubectl, helm, kube-apiserver, etcd, kwok); it may not be built yet."""
+        entries = {"etcd": self.binaries.etcd, "kwok": self.binaries.kwok, "helm": self.binaries.helm}
+        return entries.get(name, self.binaries.kubernetes).bin / name
 
     def tools(self) -> dict[str, Path]:
         """Client tools users want on PATH."""
@@ -143,6 +157,20 @@ class Kubernetes(Component):
     def server(self) -> str:
         """The API server URL."""
         return f"https://{HOST}:{self.ports.apiserver_port}"
+
+    def _component_argv(self, binary: str, identity: str, port: int) -> list[str]:
+        """Flags shared by the controller manager and the scheduler: identity, loopback serving."""
+        kubeconfig = self.home / f"{identity}.kubeconfig"
+        return [
+            str(self.tool(binary)),
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}",
+            f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={HOST}",
+            f"--secure-port={port}",
+            "--leader-elect=false",
+            "--profiling=false",
+        ]
 
     def _processes(self) -> list[ManagedProcess]:
         pki_dir, run, p = self.pki_dir, self.settings.run_dir, self.ports
@@ -193,35 +221,19 @@ class Kubernetes(Component):
         controller_manager = ManagedProcess(
             name="kube-controller-manager",
             argv=[
-                str(self.tool("kube-controller-manager")),
-                f"--kubeconfig={self.home / 'controller-manager.kubeconfig'}",
-                f"--authentication-kubeconfig={self.home / 'controller-manager.kubeconfig'}",
-                f"--authorization-kubeconfig={self.home / 'controller-manager.kubeconfig'}",
-                f"--bind-address={HOST}",
-                f"--secure-port={p.controller_manager_port}",
+                *self._component_argv("kube-controller-manager", "controller-manager", p.controller_manager_port),
                 f"--root-ca-file={ca}",
                 f"--service-account-private-key-file={pki_dir / 'sa.key'}",
                 "--use-service-account-credentials=true",
                 f"--cluster-signing-cert-file={ca}",
                 f"--cluster-signing-key-file={pki_dir / 'ca.key'}",
                 f"--cluster-name={CLUSTER_NAME}",
-                "--leader-elect=false",
-                "--profiling=false",
             ],
             run_dir=run,
         )
         scheduler = ManagedProcess(
             name="kube-scheduler",
-            argv=[
-                str(self.tool("kube-scheduler")),
-                f"--kubeconfig={self.home / 'scheduler.kubeconfig'}",
-                f"--authentication-kubeconfig={self.home / 'scheduler.kubeconfig'}",
-                f"--authorization-kubeconfig={self.home / 'scheduler.kubeconfig'}",
-                f"--bind-address={HOST}",
-                f"--secure-port={p.scheduler_port}",
-                "--leader-elect=false",
-                "--profiling=false",
-            ],
+            argv=self._component_argv("kube-scheduler", "scheduler", p.scheduler_port),
             run_dir=run,
         )
         kwok = ManagedProcess(
@@ -229,6 +241,7 @@ class Kubernetes(Component):
             argv=[
                 str(self.tool("kwok")),
                 f"--kubeconfig={self.home / 'kwok.kubeconfig'}",
+                f"--config={self.kwok_stages}",
                 "--manage-all-nodes=false",
                 f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
                 "--cidr=10.244.0.1/16",

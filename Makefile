@@ -41,7 +41,7 @@ lint: bootstrap ## ruff, mypy (strict), import-linter
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy
-	@$(RUN) lint-imports
+	@set -o pipefail; $(RUN) lint-imports | tail -n 1
 
 e2e: ## the end-to-end suite (not built yet: issue "End to end")
 	@echo "make e2e: the end-to-end suite arrives with the e2e issue; nothing to run yet" >&2

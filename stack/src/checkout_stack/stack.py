@@ -83,15 +83,18 @@ class Stack:
         self.link_tools()
         self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
         newly = [c for c in selected if not c.healthy()]
+        for component in selected:
+            if component not in newly:
+                info(f"{component.name}: already running and healthy")
         started = time.monotonic()
 
         def start(component: Component) -> None:
             with step(f"start {component.name}"):
                 component.start()
 
-        with ThreadPoolExecutor(max_workers=len(selected) or 1) as pool:
-            failures = []
-            for component, future in [(c, pool.submit(start, c)) for c in selected]:
+        failures = []
+        with ThreadPoolExecutor(max_workers=len(newly) or 1) as pool:
+            for component, future in [(c, pool.submit(start, c)) for c in newly]:
                 try:
                     future.result()
                 except Exception as error:

@@ -17,6 +17,58 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+OWNER_VARIABLE = "CHECKOUT_STACK_OWNER"
+"""Set in every managed process's environment (and so inherited by its children) to the run
+directory, so that leftovers can be found even when their command line says nothing about us."""
+
+
+def _stat_fields(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def owned_processes(run_dir: Path) -> list[str]:
+    """Live processes (``pid: command line``) started by the stack that uses ``run_dir``.
+
+    A process is ours if its environment carries the owner marker or if it descends from one
+    that does (PostgreSQL's children overwrite their environment with their title and leave the
+    process group, so neither check alone would find them).
+    """
+    marker = f"{OWNER_VARIABLE}={run_dir}".encode()
+    parents: dict[int, int] = {}
+    owned: set[int] = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        fields = _stat_fields(proc.name)
+        if fields is None or fields[0] == "Z":  # a zombie waiting to be reaped holds nothing
+            continue
+        parents[int(proc.name)] = int(fields[1])
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                owned.add(int(proc.name))
+        except OSError:
+            continue
+
+    def descends_from_owned(pid: int) -> bool:
+        seen = set()
+        while pid in parents and pid not in seen:
+            if pid in owned:
+                return True
+            seen.add(pid)
+            pid = parents[pid]
+        return False
+
+    found = []
+    for pid in sorted(parents):
+        if descends_from_owned(pid):
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            found.append(f"{pid}: {' '.join(a.decode(errors='replace') for a in argv).strip()[:160]}")
+    return found
+
 
 class ProcessError(RuntimeError):
     """A managed process failed to start or stop."""
@@ -88,7 +140,7 @@ class ManagedProcess:
             return existing
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.pid_path.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env}
+        env = {**os.environ, **self.env, OWNER_VARIABLE: str(self.run_dir)}
         user = self.user if self.user and os.geteuid() == 0 else None
         with self.log_path.open("ab") as log:
             log.write(f"\n=== {time.strftime('%Y-%m-%dT%H:%M:%S')} starting: {' '.join(self.argv)}\n".encode())

@@ -16,6 +16,7 @@ from checkout_stack.components.postgres import Postgres
 from checkout_stack.components.prometheus import Prometheus
 from checkout_stack.components.toxiproxy import Toxiproxy
 from checkout_stack.console import console, info, step
+from checkout_stack.processes import owned_processes
 from checkout_stack.settings import StackSettings
 
 
@@ -115,19 +116,8 @@ class Stack:
                 raise SystemExit("processes of the stack are still running:\n" + "\n".join(leftovers))
 
     def leftover_processes(self) -> list[str]:
-        """Processes whose command line points into the cache or run directory."""
-        markers = (str(self.settings.cache_dir), str(self.settings.run_dir))
-        found = []
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                argv = cmdline.read_bytes().split(b"\0")
-            except OSError:
-                continue
-            text = " ".join(a.decode(errors="replace") for a in argv).strip()
-            pid = int(cmdline.parent.name)
-            if pid != os.getpid() and any(m in text for m in markers) and "checkout-stack" not in text:
-                found.append(f"{pid}: {text[:160]}")
-        return found
+        """Processes this stack started (or their children) that are still alive."""
+        return owned_processes(self.settings.run_dir)
 
     def statuses(self) -> list[Status]:
         """Every row of `make status`."""

@@ -156,3 +156,27 @@ def test_helm_installs_a_chart_into_the_cluster(
     data = json.loads(run(kubectl, kubeconfig, "-n", namespace, "get", "configmap", "probe-probe", "-o", "json"))
     assert data["data"] == {"greeting": "hi", "kube": f"v{versions.KUBERNETES}"}
     run(helm, kubeconfig, "uninstall", "probe", "-n", namespace, "--wait")
+
+
+def test_python_client_sees_ready_kwok_nodes(kube_api: Any) -> None:
+    from kubernetes import client
+
+    nodes = client.CoreV1Api(kube_api).list_node(label_selector="type=kwok").items
+    assert len(nodes) >= 1
+    for node in nodes:
+        ready = {c.type: c.status for c in node.status.conditions}["Ready"]
+        assert ready == "True", node.metadata.name
+
+
+def test_client_certificate_outside_system_masters_is_forbidden(kubernetes_stack: Any, tmp_path: Path) -> None:
+    # RBAC is on: the scheduler's identity may not read Secrets.
+    k8s = kubernetes_stack.kubernetes
+    result = subprocess.run(
+        [str(k8s.tool("kubectl")), f"--kubeconfig={k8s.home / 'scheduler.kubeconfig'}", "get", "secrets", "-A"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "forbidden" in result.stderr.lower()

@@ -80,10 +80,8 @@ def test_bytes_pass_through_the_proxy(proxy: tuple[str, int]) -> None:
 
 
 def test_latency_toxic_delays_traffic(toxiproxy_url: str, proxy: tuple[str, int]) -> None:
+    # Only the lower bound is asserted: the toxic guarantees it, whatever the machine's load.
     name, port = proxy
-    _, baseline = _round_trip(port, b"ping")
-    assert baseline < 0.3
-
     toxic = _add_toxic(
         toxiproxy_url,
         name,
@@ -98,8 +96,9 @@ def test_latency_toxic_delays_traffic(toxiproxy_url: str, proxy: tuple[str, int]
     assert delayed >= 0.55
 
     assert httpx.delete(f"{toxiproxy_url}/proxies/{name}/toxics/{toxic}", timeout=5).status_code == 204
-    _, recovered = _round_trip(port, b"ping")
-    assert recovered < 0.3
+    assert httpx.get(f"{toxiproxy_url}/proxies/{name}/toxics", timeout=5).json() == []
+    received, _ = _round_trip(port, b"pong")
+    assert received == b"pong"
 
 
 def test_reset_peer_toxic_resets_connections(toxiproxy_url: str, proxy: tuple[str, int]) -> None:

@@ -6,6 +6,7 @@ not disturbed; the cached binaries are shared.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import uuid
@@ -67,3 +68,25 @@ async def test_start_from_nothing_then_stop_leaves_no_process(isolated_stack: St
     isolated_stack.up(["postgres"])
     connection = await asyncpg.connect(isolated_stack.postgres.dsn())
     await connection.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the data directory to the postgres user")
+async def test_postgres_runs_from_a_checkout_the_postgres_user_cannot_reach(local_stack: Stack) -> None:
+    # CI may clone into a private (0700) folder: the cluster then lives under the postgres user's home.
+    private = REPO_ROOT / ".run" / f"private-{uuid.uuid4().hex[:8]}"
+    private.mkdir(mode=0o700, parents=True)
+    stack = Stack(
+        StackSettings(
+            cache_dir=local_stack.settings.cache_dir, run_dir=private / "run", postgres=PostgresPorts(port=free_port())
+        )
+    )
+    try:
+        stack.up(["postgres"])
+        assert not stack.postgres.home.is_relative_to(private)
+        connection = await asyncpg.connect(stack.postgres.dsn())
+        await connection.close()
+    finally:
+        stack.down(["postgres"])
+        shutil.rmtree(stack.postgres.home, ignore_errors=True)
+        shutil.rmtree(private, ignore_errors=True)
+    assert stack.leftover_processes() == []

@@ -7,6 +7,7 @@ postgres user and the server is started under that uid. The superuser gets a gen
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import secrets
@@ -36,11 +37,28 @@ class Postgres(ProcessComponent):
     def __init__(self, settings: StackSettings) -> None:
         super().__init__(settings)
         self.bin = Path(f"/usr/lib/postgresql/{versions.POSTGRES_MAJOR}/bin")
-        self.home = settings.run_dir / "postgres"
 
     @property
     def _as_root(self) -> bool:
         return os.geteuid() == 0
+
+    @cached_property
+    def home(self) -> Path:
+        """Folder of the cluster: ``<run_dir>/postgres``, or, when the postgres user cannot reach
+        the run directory (a checkout under a private folder), one under that user's home keyed
+        by the run directory's path.
+        """
+        preferred = self.settings.run_dir / "postgres"
+        if not self._as_root:
+            return preferred
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        reach = subprocess.run(
+            ["runuser", "-u", SERVER_USER, "--", "test", "-x", str(self.settings.run_dir)], check=False
+        )
+        if reach.returncode == 0:
+            return preferred
+        key = hashlib.sha256(str(self.settings.run_dir.resolve()).encode()).hexdigest()[:12]
+        return Path(pwd.getpwnam(SERVER_USER).pw_dir) / "checkout-platform" / key
 
     @cached_property
     def data_dir(self) -> Path:
@@ -110,12 +128,6 @@ class Postgres(ProcessComponent):
             server = pwd.getpwnam(SERVER_USER)
             os.chown(self.home, server.pw_uid, server.pw_gid)
             os.chown(pwfile, server.pw_uid, server.pw_gid)
-            probe = subprocess.run(["runuser", "-u", SERVER_USER, "--", "test", "-w", str(self.home)], check=False)
-            if probe.returncode:
-                raise ProcessError(
-                    f"the postgres user cannot reach {self.home}: make every parent folder of the run "
-                    "directory traversable (chmod o+x) or set CHECKOUT_STACK_RUN_DIR to such a folder"
-                )
         try:
             self._run_as_server_user(
                 [

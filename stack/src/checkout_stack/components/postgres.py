@@ -44,8 +44,9 @@ class Postgres(ProcessComponent):
 
     @cached_property
     def home(self) -> Path:
-        """Folder of the cluster: ``<run_dir>/postgres``, or, when the postgres user cannot reach
-        the run directory (a checkout under a private folder), one under that user's home keyed
+        """Folder of the cluster: ``<run_dir>/postgres`` where the postgres user can reach it.
+
+        When it cannot (a checkout under a private folder), a folder under that user's home keyed
         by the run directory's path.
         """
         preferred = self.settings.run_dir / "postgres"

@@ -200,6 +200,13 @@ class ManagedProcess:
         return False
 
 
+def validate(argv: Sequence[str], *, tool: str, subject: Path) -> None:
+    """Run a configuration checker (``promtool check config``, ``jaeger validate``); raise with its words."""
+    result = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    if result.returncode:
+        raise ProcessError(f"{tool} rejected {subject}:\n{(result.stdout + result.stderr).strip()}")
+
+
 def wait_until(
     check: Callable[[], bool],
     *,

@@ -10,7 +10,6 @@ of the pinned release.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any, Final
 
@@ -20,7 +19,7 @@ from checkout_stack import golang, versions
 from checkout_stack.cache import CacheEntry, recipe_digest
 from checkout_stack.components.base import ProcessComponent, Status, http_ok, port_open
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, ProcessError
+from checkout_stack.processes import ManagedProcess, validate
 from checkout_stack.settings import HOST, REPO_ROOT, StackSettings
 
 MODULE_DIR: Final = REPO_ROOT / "stack" / "go" / "jaeger"
@@ -142,14 +141,9 @@ class Jaeger(ProcessComponent):
 
     def check_config(self) -> None:
         """Validate the written configuration with ``jaeger validate`` (fails with its message)."""
-        result = subprocess.run(
-            [str(self.binary), "validate", "--config", str(self.config_path)],
-            capture_output=True,
-            text=True,
-            check=False,
+        validate(
+            [str(self.binary), "validate", "--config", str(self.config_path)], tool="jaeger", subject=self.config_path
         )
-        if result.returncode:
-            raise ProcessError(f"jaeger rejected {self.config_path}:\n{(result.stdout + result.stderr).strip()}")
 
     def process(self) -> ManagedProcess:
         """The all-in-one process; the in-memory traces are gone when it stops."""

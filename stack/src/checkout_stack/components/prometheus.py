@@ -22,7 +22,7 @@ import yaml
 from checkout_stack import debian
 from checkout_stack.components.base import ProcessComponent, Status, http_ok
 from checkout_stack.console import info
-from checkout_stack.processes import ManagedProcess, ProcessError
+from checkout_stack.processes import ManagedProcess, validate
 from checkout_stack.settings import HOST, StackSettings
 
 PACKAGES: Final = ("prometheus",)
@@ -151,14 +151,11 @@ class Prometheus(ProcessComponent):
 
     def check_config(self) -> None:
         """Validate the written configuration (and the target files) with promtool."""
-        result = subprocess.run(
+        validate(
             [str(BIN_DIR / "promtool"), "check", "config", str(self.config_path)],
-            capture_output=True,
-            text=True,
-            check=False,
+            tool="promtool",
+            subject=self.config_path,
         )
-        if result.returncode:
-            raise ProcessError(f"promtool rejected {self.config_path}:\n{(result.stdout + result.stderr).strip()}")
 
     def process(self) -> ManagedProcess:
         """The server; stopping it flushes its head block, and data and target files are kept."""

@@ -7,7 +7,7 @@ RUN := $(UV) run --frozen --quiet
 STACK := $(RUN) checkout-stack
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap setup up down status env demo test lint e2e bench chaos proto services
+.PHONY: help bootstrap setup up down status env demo test lint e2e bench chaos proto proto-baseline services
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -51,3 +51,13 @@ bench: ## benchmarks (not built yet: issue "Benchmarks")
 
 chaos: ## fault injection (not built yet: issue "Reliability and security")
 	@echo "make chaos: the fault matrix arrives with the reliability issue; nothing to run yet" >&2
+
+proto: bootstrap ## regenerate the Python contracts from proto/ (and lint them with buf)
+	@$(RUN) python proto/generate.py
+	@$(STACK) setup buf >/dev/null
+	@cd proto && $(CURDIR)/.run/bin/buf lint
+
+proto-baseline: bootstrap ## accept the current contracts as the breaking-change baseline (on purpose only)
+	@$(STACK) setup buf >/dev/null
+	@mkdir -p proto/baseline && cd proto && $(CURDIR)/.run/bin/buf build --exclude-source-info -o baseline/checkout-v1.binpb
+	@echo "proto/baseline/checkout-v1.binpb updated: commit it with the contract change it accepts"

@@ -127,3 +127,9 @@ def trace_query(traces_query_url: str) -> TraceQuery:
 def prometheus_query(prometheus_url: str) -> PrometheusQuery:
     """Polling client of Prometheus' query API."""
     return PrometheusQuery(prometheus_url)
+
+
+@pytest.fixture(scope="session")
+def buf(local_stack: Stack) -> Path:
+    """Path of the buf binary (lint and breaking-change checks of proto/)."""
+    return _require(local_stack, "buf").buf.binary

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from checkout_stack.components.base import Component, Status
+from checkout_stack.components.buf import Buf
 from checkout_stack.components.jaeger import Jaeger
 from checkout_stack.components.kafka import Kafka
 from checkout_stack.components.kubernetes import Kubernetes
@@ -31,11 +32,12 @@ class Stack:
         self.jaeger = Jaeger(self.settings)
         self.prometheus = Prometheus(self.settings)
         self.toxiproxy = Toxiproxy(self.settings)
+        self.buf = Buf(self.settings)
 
     @property
     def components(self) -> tuple[Component, ...]:
         """In start order."""
-        return (self.postgres, self.kafka, self.kubernetes, self.jaeger, self.prometheus, self.toxiproxy)
+        return (self.postgres, self.kafka, self.kubernetes, self.jaeger, self.prometheus, self.toxiproxy, self.buf)
 
     def select(self, names: Sequence[str]) -> list[Component]:
         """The named components (all when ``names`` is empty), in start order."""

@@ -38,3 +38,6 @@ POSTGRES_MAJOR: Final = "15"
 
 DEBIAN_PACKAGES: Final = ("postgresql-15", "postgresql-client-15", "prometheus")
 """Debian packages the stack installs with apt-get (prometheus also ships promtool)."""
+
+BUF: Final = "1.75.0"
+"""github.com/bufbuild/buf: lint and breaking-change checks of proto/ (a tool, not a server)."""

@@ -1,0 +1,1 @@
+"""Kafka messaging: the CloudEvents envelope, the protobuf/JSON codec, producer, consumer, dead letters."""

@@ -1,0 +1,122 @@
+"""Typed settings, built once from the environment.
+
+Every service has one settings class deriving from :class:`ServiceSettings`. Nested blocks are
+read with ``__`` as the delimiter: ``KAFKA__BOOTSTRAP_SERVERS``, ``KAFKA__TOPIC_PREFIX``,
+``DATABASE__URL``, ``DATABASE__SCHEMA``, ``HTTP__PORT``. Secrets are ``SecretStr`` so they never
+appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+KAFKA_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
+
+
+class KafkaSettings(BaseModel):
+    """How to reach Kafka and which topics to use."""
+
+    bootstrap_servers: str = "127.0.0.1:19092"
+    """Comma-separated host:port list."""
+    topic_prefix: str = Field(default="checkout", pattern=KAFKA_NAME_PATTERN)
+    """Prefix of every topic name: ``<prefix>.checkout-events`` and so on."""
+    client_id: str | None = None
+    """Client id reported to the broker (defaults to the service name)."""
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    """How long a request to the broker may take."""
+    linger_ms: int = Field(default=2, ge=0, le=1_000)
+    """How long the producer waits to batch records (a small value keeps latency low)."""
+    max_poll_records: int = Field(default=200, ge=1, le=10_000)
+    """Upper bound of records one consumer poll returns."""
+    session_timeout_ms: int = Field(default=10_000, ge=6_000)
+    """Consumer group session timeout."""
+
+    def common_params(self, service_name: str) -> dict[str, Any]:
+        """Parameters every aiokafka client takes."""
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "client_id": self.client_id or service_name,
+            "request_timeout_ms": self.request_timeout_ms,
+        }
+
+    def producer_params(self, service_name: str) -> dict[str, Any]:
+        """Aiokafka producer parameters: every write acknowledged by all in-sync replicas, idempotent."""
+        return {
+            **self.common_params(service_name),
+            "acks": "all",
+            "enable_idempotence": True,
+            "linger_ms": self.linger_ms,
+        }
+
+    def consumer_params(self, service_name: str, group_id: str) -> dict[str, Any]:
+        """Aiokafka consumer parameters: offsets committed by hand, after the database commit."""
+        return {
+            **self.common_params(service_name),
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+            "isolation_level": "read_committed",
+            "max_poll_records": self.max_poll_records,
+            "session_timeout_ms": self.session_timeout_ms,
+            "heartbeat_interval_ms": max(1_000, self.session_timeout_ms // 3),
+        }
+
+
+class DatabaseSettings(BaseModel):
+    """How to reach this service's schema in PostgreSQL."""
+
+    url: SecretStr = SecretStr("postgresql://postgres@127.0.0.1:15432/postgres")
+    """libpq-style URL (``postgresql://user:password@host:port/db``); the password is secret."""
+    db_schema: str = Field(default="public", alias="schema", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """The service's own schema: its tables, outbox and inbox live there (search_path)."""
+    pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections kept open."""
+    max_overflow: int = Field(default=10, ge=0, le=200)
+    """Extra connections allowed under load."""
+    statement_timeout_ms: int = Field(default=10_000, ge=100)
+    """Upper bound of any one statement."""
+
+    model_config = {"populate_by_name": True}
+
+    @field_validator("url")
+    @classmethod
+    def _postgres_url(cls, value: SecretStr) -> SecretStr:
+        scheme = value.get_secret_value().split("://", 1)[0]
+        if scheme not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+            raise ValueError(f"must be a postgresql:// URL, not {scheme}://")
+        return value
+
+    def sqlalchemy_url(self) -> str:
+        """The URL with the asyncpg driver, for SQLAlchemy."""
+        raw = self.url.get_secret_value()
+        return "postgresql+asyncpg://" + raw.split("://", 1)[1]
+
+
+class HttpSettings(BaseModel):
+    """The service's HTTP listener."""
+
+    host: str = "127.0.0.1"
+    """Address to bind."""
+    port: int = Field(default=8000, ge=1, le=65_535)
+    """Port to bind."""
+    max_body_bytes: int = Field(default=64 * 1024, ge=1_024)
+    """Requests with a larger body are refused with 413."""
+
+
+class ServiceSettings(BaseSettings):
+    """What every service needs; each service subclasses it with its own fields."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore", populate_by_name=True)
+
+    service_name: str = "checkout-service"
+    """Name in logs, metrics, traces and the CloudEvents source."""
+    kafka: KafkaSettings = KafkaSettings()
+    database: DatabaseSettings = DatabaseSettings()
+    http: HttpSettings = HttpSettings()
+    shutdown_grace_s: float = Field(default=15.0, ge=0)
+    """How long shutdown waits for in-flight work before closing."""
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    """Root log level."""

@@ -35,9 +35,13 @@ def generate(out: Path) -> list[Path]:
     well_known = resources.files("grpc_tools") / "_proto"
     out.mkdir(parents=True, exist_ok=True)
     argv = [
-        sys.executable, "-m", "grpc_tools.protoc",
-        f"--proto_path={PROTO_ROOT}", f"--proto_path={well_known}",
-        f"--python_out={out}", f"--mypy_out={out}",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        f"--proto_path={PROTO_ROOT}",
+        f"--proto_path={well_known}",
+        f"--python_out={out}",
+        f"--mypy_out={out}",
         *(str(p.relative_to(PROTO_ROOT)) for p in sources()),
     ]
     result = subprocess.run(argv, cwd=PROTO_ROOT, capture_output=True, text=True, check=False)
@@ -66,8 +70,11 @@ def main() -> int:
             committed = sorted(p.relative_to(OUTPUT) for p in (OUTPUT / PACKAGE).rglob("*") if p.is_file())
             stale = sorted(
                 set(fresh) ^ set(committed)
-                | {p for p in set(fresh) & set(committed)
-                   if not filecmp.cmp(Path(scratch) / p, OUTPUT / p, shallow=False)}
+                | {
+                    p
+                    for p in set(fresh) & set(committed)
+                    if not filecmp.cmp(Path(scratch) / p, OUTPUT / p, shallow=False)
+                }
             )
             if stale:
                 print("generated contracts are stale; run `make proto`:", *map(str, stale), sep="\n  ")

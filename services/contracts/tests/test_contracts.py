@@ -59,7 +59,9 @@ def test_messages_round_trip_in_binary_and_json() -> None:
     from google.protobuf import json_format
 
     command = commands_pb2.ProcessPayment(
-        saga_id="5f0c", customer_id="cust_1", payment_token="tok_visa",
+        saga_id="5f0c",
+        customer_id="cust_1",
+        payment_token="tok_visa",
         amount=types_pb2.Money(amount_minor=123_456, currency="EUR"),
     )
     assert commands_pb2.ProcessPayment.FromString(command.SerializeToString()) == command
@@ -73,8 +75,15 @@ def test_messages_round_trip_in_binary_and_json() -> None:
 @pytest.mark.parametrize(
     "name",
     [
-        "CheckoutInitiated", "InventoryReserved", "InventoryReservationFailed", "InventoryReleased",
-        "PaymentProcessed", "PaymentFailed", "PaymentRefunded", "OrderCreated", "OrderCreationFailed",
+        "CheckoutInitiated",
+        "InventoryReserved",
+        "InventoryReservationFailed",
+        "InventoryReleased",
+        "PaymentProcessed",
+        "PaymentFailed",
+        "PaymentRefunded",
+        "OrderCreated",
+        "OrderCreationFailed",
     ],
 )
 def test_every_event_carries_the_saga_id_first(name: str) -> None:

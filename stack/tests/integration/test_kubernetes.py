@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from checkout_stack import versions
 
 pytestmark = pytest.mark.integration

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import asyncpg
 import pytest
+
 from checkout_stack.settings import REPO_ROOT, KafkaPorts, PostgresPorts, StackSettings
 from checkout_stack.stack import Stack
 

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
 from checkout_stack.components.prometheus import Prometheus
 from checkout_stack.metrics import PrometheusQuery
 from checkout_stack.processes import ProcessError
 from checkout_stack.settings import StackSettings
-from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 pytestmark = pytest.mark.integration
 

@@ -7,12 +7,13 @@ import uuid
 from typing import Any
 
 import pytest
-from checkout_stack.traces import TraceQuery
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import SpanKind
+
+from checkout_stack.traces import TraceQuery
 
 pytestmark = pytest.mark.integration
 

@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+
 from checkout_stack import cli
 from checkout_stack.settings import StackSettings
 from checkout_stack.stack import Stack

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from checkout_stack import pki
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from checkout_stack import pki
 
 
 def test_issued_certificates_chain_to_the_ca_and_are_reused(tmp_path: Path) -> None:

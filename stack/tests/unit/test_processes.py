@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from checkout_stack.processes import ManagedProcess, ProcessError, wait_until
 
 # A parent that starts a child in the same process group, then ignores SIGTERM:

@@ -2,8 +2,8 @@
 
 Every service has one settings class deriving from :class:`ServiceSettings`. Nested blocks are
 read with ``__`` as the delimiter: ``KAFKA__BOOTSTRAP_SERVERS``, ``KAFKA__TOPIC_PREFIX``,
-``DATABASE__URL``, ``DATABASE__SCHEMA``, ``HTTP__PORT``. Secrets are ``SecretStr`` so they never
-appear in logs or reprs.
+``DATABASE__URL``, ``DATABASE__SCHEMA``, ``HTTP__PORT``, ``OUTBOX__BATCH_SIZE``. Secrets are
+``SecretStr`` so they never appear in logs or reprs.
 """
 
 from __future__ import annotations
@@ -33,6 +33,20 @@ class KafkaSettings(BaseModel):
     """Upper bound of records one consumer poll returns."""
     session_timeout_ms: int = Field(default=10_000, ge=6_000)
     """Consumer group session timeout."""
+    rebalance_timeout_ms: int = Field(default=60_000, ge=1_000)
+    """How long a rebalance waits for a member to finish its record in flight and rejoin.
+
+    aiokafka defaults this to the session timeout; a handler slower than that during a rebalance
+    would get its member dropped from the group and its record delivered again."""
+    handler_max_attempts: int = Field(default=5, ge=1, le=1_000)
+    """Tries of a message whose handler keeps failing before it is dead-lettered (``handler-failed``).
+
+    A database or network outage does not count: the consumer waits it out, so an outage never
+    fills the dead-letter topic with good messages."""
+    retry_backoff_initial_ms: int = Field(default=200, ge=1)
+    """First pause before a failed message (or an unreachable dependency) is tried again; it doubles."""
+    retry_backoff_max_ms: int = Field(default=30_000, ge=1)
+    """Upper bound of that pause."""
 
     def common_params(self, service_name: str) -> dict[str, Any]:
         """Parameters every aiokafka client takes."""
@@ -61,6 +75,7 @@ class KafkaSettings(BaseModel):
             "isolation_level": "read_committed",
             "max_poll_records": self.max_poll_records,
             "session_timeout_ms": self.session_timeout_ms,
+            "rebalance_timeout_ms": self.rebalance_timeout_ms,
             "heartbeat_interval_ms": max(1_000, self.session_timeout_ms // 3),
         }
 
@@ -95,6 +110,21 @@ class DatabaseSettings(BaseModel):
         return "postgresql+asyncpg://" + raw.split("://", 1)[1]
 
 
+class OutboxSettings(BaseModel):
+    """How the outbox relay moves committed messages from PostgreSQL to Kafka."""
+
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    """Rows published per transaction."""
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    """Fallback poll period; a ``NOTIFY`` at commit normally wakes the relay at once."""
+    retention_s: float = Field(default=3_600.0, ge=0)
+    """How long published rows stay in the table (to answer "what did we send?"); 0 deletes them soon."""
+    cleanup_interval_s: float = Field(default=60.0, gt=0)
+    """How often published rows older than the retention are deleted."""
+    error_backoff_max_s: float = Field(default=30.0, gt=0)
+    """Upper bound of the pause after a failed batch (it starts at 0.2 s and doubles)."""
+
+
 class HttpSettings(BaseModel):
     """The service's HTTP listener."""
 
@@ -116,6 +146,7 @@ class ServiceSettings(BaseSettings):
     kafka: KafkaSettings = KafkaSettings()
     database: DatabaseSettings = DatabaseSettings()
     http: HttpSettings = HttpSettings()
+    outbox: OutboxSettings = OutboxSettings()
     shutdown_grace_s: float = Field(default=15.0, ge=0)
     """How long shutdown waits for in-flight work before closing."""
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")

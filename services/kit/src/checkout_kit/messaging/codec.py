@@ -9,9 +9,10 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Final
 
-from checkout.v1 import commands_pb2, events_pb2
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
+
+from checkout.v1 import commands_pb2, events_pb2
 
 PROTOBUF: Final = "application/protobuf"
 """Content type of protobuf binary payloads (the default)."""

@@ -1,0 +1,1 @@
+"""The cart's tables and the queries on them."""

@@ -1,0 +1,1 @@
+"""The saga's rules, free of I/O: state, transitions, deadlines."""

@@ -1,0 +1,1 @@
+"""The public HTTP API: starts checkouts, reports their status, proxies carts."""

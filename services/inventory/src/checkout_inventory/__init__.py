@@ -1,0 +1,1 @@
+"""Stock per SKU and reservations per saga; never oversells."""

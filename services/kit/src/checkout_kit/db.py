@@ -1,0 +1,59 @@
+"""The service's PostgreSQL engine and sessions (SQLAlchemy 2 async over asyncpg).
+
+Every connection is pinned to the service's own schema through ``search_path``, set as a
+startup parameter rather than by a ``SET`` after connecting: it then holds for every
+connection the pool ever opens, including ones re-established after a failover, and the same
+table definitions (``outbox``, ``inbox``, the service's own) work in whichever schema the
+operator provisioned. ``statement_timeout`` bounds any one statement so a lock wait cannot
+hang a request or a consumer forever.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from checkout_kit.settings import DatabaseSettings
+
+
+def server_settings(settings: DatabaseSettings, application_name: str | None = None) -> dict[str, str]:
+    """The PostgreSQL run-time parameters every connection starts with."""
+    params = {
+        "search_path": f'"{settings.db_schema}"',
+        "statement_timeout": str(settings.statement_timeout_ms),
+    }
+    if application_name:
+        params["application_name"] = application_name
+    return params
+
+
+def create_engine(settings: DatabaseSettings, application_name: str | None = None) -> AsyncEngine:
+    """Create the service's engine (no connection is opened until first use).
+
+    ``pool_pre_ping`` checks a pooled connection before handing it out, so a database restart
+    costs one failed ping per stale connection instead of one failed request.
+    ``application_name`` (the service name) shows up in ``pg_stat_activity``.
+    """
+    return create_async_engine(
+        settings.sqlalchemy_url(),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": server_settings(settings, application_name)},
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Sessions on ``engine``.
+
+    ``expire_on_commit=False`` keeps loaded objects readable after commit: a handler commits
+    and then still reads what it wrote (to build a response or a log line) without an implicit
+    lazy load, which async sessions cannot do.
+    """
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def ping(engine: AsyncEngine) -> None:
+    """Run ``SELECT 1`` on a pooled connection; raise if PostgreSQL cannot answer (readiness)."""
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))

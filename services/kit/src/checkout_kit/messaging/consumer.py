@@ -1,0 +1,365 @@
+"""The transactional consumer: one record, one database transaction, then its offset.
+
+For each record, in order within its partition:
+
+1. Decode it (:meth:`Envelope.from_record`). A record that can never be decoded goes to the
+   dead-letter topic, its offset is committed, and the partition moves on.
+2. In ONE database transaction: insert ``(consumer, ce_id)`` into the inbox; if that is the
+   first delivery, run the handler, which writes its effects and enqueues its outgoing
+   messages (the outbox) in the same session. Commit.
+3. Only then commit the Kafka offset (``offset + 1``).
+
+A crash between 2 and 3 redelivers the record; the inbox row makes the second delivery a
+no-op, so effects happen exactly once. Never the other way round: an offset is never
+committed for a record whose effects did not commit (or that did not reach the DLQ).
+
+Failures:
+
+- The handler raises :class:`~checkout_kit.messaging.InvalidMessageError` (or any
+  :class:`PoisonMessageError`): roll back, dead-letter with its reason, commit the offset.
+- The handler raises anything else: roll back, wait (exponential backoff) and try the same
+  record again — never skipping ahead — up to ``handler_max_attempts`` times, then
+  dead-letter it with reason ``handler-failed``.
+- The database or the network is down (connection errors, PostgreSQL shutting down or
+  refusing connections): the same retry, without a bound — an outage must not fill the DLQ
+  with good messages. Publishing to the DLQ failing is treated the same way.
+
+Rebalances: the partitions' revocation waits for the record in flight to finish and commit
+its offset; the rest of a fetched batch is dropped (the new owner, maybe this one again,
+resumes from the committed offsets), and offsets are committed only for partitions still
+assigned. ``stop()`` finishes the record in flight, commits its offset and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from checkout_kit.backoff import Backoff, wait_or_stop
+from checkout_kit.failpoints import CONSUMER_AFTER_DB_COMMIT, Failpoint, FailpointCrash, reach
+from checkout_kit.inbox import first_delivery
+from checkout_kit.messaging.codec import PoisonMessageError
+from checkout_kit.messaging.dead_letters import DeadLetters
+from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.producer import Publisher
+from checkout_kit.settings import KafkaSettings
+from checkout_kit.telemetry import consume_span
+from checkout_kit.topics import Topics
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope, AsyncSession], Awaitable[None]]
+"""Applies one message: writes its effects (and enqueues outgoing messages) in the session given.
+
+The handler must not commit: the consumer commits once the inbox row and the effects are in.
+"""
+
+HANDLER_FAILED: Final = "handler-failed"
+"""``dlq_reason`` of a record whose handler kept failing for ``handler_max_attempts`` tries."""
+OUTAGE_SQLSTATES: Final = ("08", "57P01", "57P02", "57P03", "53300")
+"""SQLSTATEs meaning "the database is unreachable or going away", not "this message is bad":
+connection exceptions (class 08), admin/crash shutdown, cannot connect now, too many connections."""
+
+
+def is_outage(error: BaseException) -> bool:
+    """Whether ``error`` says a dependency is unreachable (retry without bound), not that the message is bad."""
+    seen: BaseException | None = error
+    for _ in range(8):  # the cause chain: SQLAlchemy wraps the adapter's error, which wraps asyncpg's
+        if seen is None:
+            return False
+        if isinstance(seen, OSError):  # refused, reset, timed out (TimeoutError is an OSError)
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        sqlstate = getattr(seen, "sqlstate", None) or getattr(getattr(seen, "orig", None), "sqlstate", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(OUTAGE_SQLSTATES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}"
+
+
+class _RevocationBarrier(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Makes a rebalance wait for the record in flight, then invalidates the fetched batch."""
+
+    def __init__(self, consumer: TransactionalConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[Any]) -> None:
+        await self._consumer._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[Any]) -> None:
+        log.info("consumer %s assigned %s", self._consumer.group_id, sorted(map(str, assigned)))
+
+
+class TransactionalConsumer:
+    """Consumes ``topics`` as ``group_id``, applying each record with ``handler`` exactly once.
+
+    ``dead_letter_topic`` defaults to ``<prefix>.dlq``; ``inbox_consumer`` (the inbox's consumer
+    name) defaults to ``group_id``. ``failpoint`` is a test seam (see
+    :mod:`checkout_kit.failpoints`), off unless given.
+    """
+
+    def __init__(
+        self,
+        topics: Sequence[str],
+        group_id: str,
+        handler: Handler,
+        sessions: async_sessionmaker[AsyncSession],
+        publisher: Publisher,
+        settings: KafkaSettings,
+        service_name: str,
+        *,
+        dead_letter_topic: str | None = None,
+        inbox_consumer: str | None = None,
+        poll_timeout_ms: int = 1_000,
+        failpoint: Failpoint | None = None,
+    ) -> None:
+        if not topics:
+            raise ValueError("a consumer needs at least one topic")
+        self.topics = tuple(topics)
+        self.group_id = group_id
+        self.handler = handler
+        self.sessions = sessions
+        self.settings = settings
+        self.service_name = service_name
+        self.inbox_consumer = inbox_consumer or group_id
+        self.dead_letters = DeadLetters(publisher, dead_letter_topic or Topics(settings.topic_prefix).dlq, group_id)
+        self.poll_timeout_ms = poll_timeout_ms
+        self.failpoint = failpoint
+        self.backoff = Backoff(
+            initial_s=settings.retry_backoff_initial_ms / 1000, max_s=settings.retry_backoff_max_ms / 1000
+        )
+        self.crash: FailpointCrash | None = None
+        """Set when a failpoint crashed the consumer (tests)."""
+        self._kafka: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._in_flight = asyncio.Lock()
+        """Held while a record is being applied and its offset committed; revocation waits for it."""
+        self._generation = 0
+        """Bumped at every revocation: a batch fetched under an older generation is abandoned."""
+        self._polling = False
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Join the group and start consuming in the background; raise if Kafka cannot be reached."""
+        if self._task is not None:
+            raise RuntimeError(f"consumer {self.group_id} is already started")
+        kafka = AIOKafkaConsumer(**self.settings.consumer_params(self.service_name, self.group_id))
+        kafka.subscribe(list(self.topics), listener=_RevocationBarrier(self))
+        try:
+            await kafka.start()
+        except BaseException:
+            await kafka.stop()
+            raise
+        self._kafka = kafka
+        self._task = asyncio.create_task(self._run(), name=f"consumer[{self.group_id}]")
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Finish the record in flight, commit its offset, leave the group.
+
+        After ``grace_s`` seconds the record in flight is abandoned: its transaction rolls
+        back, its offset stays uncommitted, and it is delivered again to the next owner.
+        """
+        self._stopping.set()
+        task = self._task
+        if task is not None and not task.done():
+            if self._polling:
+                task.cancel()  # idle in a fetch: nothing is in flight
+            try:
+                done, _ = await asyncio.wait({task}, timeout=grace_s)
+            except asyncio.CancelledError:  # the caller's own deadline: abandon the work in flight
+                task.cancel()
+                raise
+            if not done:
+                log.warning("consumer %s: the record in flight did not finish within %ss", self.group_id, grace_s)
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+        if self._kafka is not None:
+            await self._kafka.stop()
+
+    async def wait(self) -> None:
+        """Return when the consume loop has ended (stopped, or crashed at a failpoint)."""
+        if self._task is not None:
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def check_ready(self) -> None:
+        """Raise if the consume loop is not running (``/readyz``)."""
+        if not self.running:
+            crashed = f" (crashed at a failpoint: {self.crash})" if self.crash else ""
+            raise RuntimeError(f"the consume loop is not running{crashed}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the consume loop is alive (for liveness checks)."""
+        return self._task is not None and not self._task.done()
+
+    # the loop
+
+    async def _run(self) -> None:
+        fetch_failures = 0
+        unexpected_failures = 0
+        while not self._stopping.is_set():
+            self._polling = True
+            try:
+                batch: Mapping[Any, list[Any]] = await self._kafka.getmany(timeout_ms=self.poll_timeout_ms)
+            except Exception as error:  # nothing was handed out yet: retrying cannot skip a record
+                fetch_failures += 1
+                delay = self.backoff.delay(fetch_failures)
+                log.warning("consumer %s: fetch failed (%s); retrying in %.1fs", self.group_id, error, delay)
+                await wait_or_stop(self._stopping, delay)
+                continue
+            finally:
+                self._polling = False
+            fetch_failures = 0
+            try:
+                await self._process_batch(batch)
+            except FailpointCrash as crash:
+                log.error("consumer %s crashed at failpoint: %s", self.group_id, crash)
+                self.crash = crash
+                return
+            except Exception:
+                unexpected_failures += 1
+                log.exception(
+                    "consumer %s: unexpected error; re-reading from the first unfinished record", self.group_id
+                )
+                await wait_or_stop(self._stopping, self.backoff.delay(unexpected_failures))
+            else:
+                unexpected_failures = 0
+
+    async def _process_batch(self, batch: Mapping[Any, list[Any]]) -> None:
+        generation = self._generation
+        next_offsets = {tp: records[0].offset for tp, records in batch.items() if records}
+        try:
+            for tp, records in batch.items():
+                for record in records:
+                    if self._stopping.is_set() or not await self._process(record, generation):
+                        return  # stopping, or the partitions were revoked: drop the rest of the batch
+                    next_offsets[tp] = record.offset + 1
+        except Exception:
+            # Never skip ahead: put every partition back to its first unfinished record.
+            if generation == self._generation:
+                assigned = self._kafka.assignment()
+                for tp, offset in next_offsets.items():
+                    if tp in assigned and offset <= batch[tp][-1].offset:
+                        self._kafka.seek(tp, offset)
+            raise
+
+    async def _process(self, record: Any, generation: int) -> bool:
+        """Apply one record until it is done (True) or abandoned for a stop or rebalance (False)."""
+        tp = TopicPartition(record.topic, record.partition)
+        handler_failures = 0
+        outage_failures = 0
+        dead_letter: tuple[str, str] | None = None
+        while True:
+            if self._stopping.is_set() and (handler_failures or outage_failures):
+                return False  # stopping while retrying: the next owner gets the record
+            if generation != self._generation:
+                return False
+            async with self._in_flight:
+                if generation != self._generation or tp not in self._kafka.assignment():
+                    return False
+                if dead_letter is None:
+                    try:
+                        dead_letter = await self._apply(record)
+                    except Exception as error:
+                        if is_outage(error):
+                            outage_failures += 1
+                            log.warning(
+                                "consumer %s: %s[%d]@%d waits for a dependency (%s)",
+                                self.group_id,
+                                record.topic,
+                                record.partition,
+                                record.offset,
+                                _describe(error),
+                            )
+                        else:
+                            handler_failures += 1
+                            log.warning(
+                                "consumer %s: handler failed on %s[%d]@%d (attempt %d of %d)",
+                                self.group_id,
+                                record.topic,
+                                record.partition,
+                                record.offset,
+                                handler_failures,
+                                self.settings.handler_max_attempts,
+                                exc_info=True,
+                            )
+                            if handler_failures >= self.settings.handler_max_attempts:
+                                dead_letter = (HANDLER_FAILED, _describe(error))
+                    else:
+                        if dead_letter is None:
+                            await reach(self.failpoint, CONSUMER_AFTER_DB_COMMIT)
+                            await self._commit(record)
+                            return True
+                if dead_letter is not None:
+                    try:
+                        await self.dead_letters.send(record, *dead_letter)
+                    except Exception as error:
+                        outage_failures += 1
+                        log.warning("consumer %s: cannot reach the DLQ (%s)", self.group_id, _describe(error))
+                    else:
+                        await self._commit(record)
+                        return True
+            await wait_or_stop(self._stopping, self.backoff.delay(max(handler_failures, outage_failures)))
+
+    async def _apply(self, record: Any) -> tuple[str, str] | None:
+        """Run the record's transaction; return ``(reason, detail)`` if it must be dead-lettered.
+
+        Raises whatever a retry might fix (the transaction is rolled back).
+        """
+        try:
+            envelope = Envelope.from_record(record.key, record.value, record.headers)
+        except PoisonMessageError as poison:
+            return poison.reason, poison.detail
+        with consume_span(
+            envelope, record.topic, consumer_group=self.group_id, partition=record.partition, offset=record.offset
+        ):
+            try:
+                async with self.sessions() as session, session.begin():
+                    if await first_delivery(session, self.inbox_consumer, envelope.id):
+                        await self.handler(envelope, session)
+                    else:
+                        log.info(
+                            "consumer %s: %s %s already applied; skipping the redelivery",
+                            self.group_id,
+                            envelope.type,
+                            envelope.id,
+                        )
+            except PoisonMessageError as invalid:
+                return invalid.reason, invalid.detail
+        return None
+
+    async def _commit(self, record: Any) -> None:
+        """Commit ``offset + 1`` of the record's partition, if this member still owns it.
+
+        A failed commit is logged, not retried: the next commit of the partition covers it,
+        and if none comes the record is redelivered and the inbox makes it a no-op.
+        """
+        tp = TopicPartition(record.topic, record.partition)
+        if tp not in self._kafka.assignment():
+            log.info("consumer %s: %s was revoked; its new owner re-reads from the last commit", self.group_id, tp)
+            return
+        try:
+            await self._kafka.commit({tp: record.offset + 1})
+        except (CommitFailedError, IllegalStateError, KafkaError) as error:
+            log.warning(
+                "consumer %s: offset commit of %s failed (%s); a redelivery may follow", self.group_id, tp, error
+            )
+
+    async def _on_revoked(self, revoked: set[Any]) -> None:
+        async with self._in_flight:  # wait for the record in flight to commit its offset
+            self._generation += 1
+        log.info("consumer %s: revoked %s", self.group_id, sorted(map(str, revoked)))

@@ -1,0 +1,76 @@
+"""Settings come from the environment, nested with ``__``; secrets never show in reprs or dumps."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from pydantic import ValidationError
+
+from checkout_kit.settings import ServiceSettings
+
+SECRET = "s3cret-pa55word"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No setting of the surrounding shell leaks into these tests."""
+    for name in list(os.environ):
+        if name.upper().split("__", 1)[0] in {"DATABASE", "KAFKA", "HTTP", "OUTBOX"} or name.upper() in {
+            "SERVICE_NAME",
+            "SHUTDOWN_GRACE_S",
+            "LOG_LEVEL",
+        }:
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+def test_nested_blocks_are_read_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("SERVICE_NAME", "inventory")
+    clean_env.setenv("DATABASE__URL", f"postgresql://inventory:{SECRET}@db.internal:5432/checkout")
+    clean_env.setenv("DATABASE__SCHEMA", "inventory")
+    clean_env.setenv("KAFKA__BOOTSTRAP_SERVERS", "k1:9092,k2:9092")
+    clean_env.setenv("KAFKA__TOPIC_PREFIX", "prod")
+    clean_env.setenv("HTTP__PORT", "9001")
+    clean_env.setenv("HTTP__MAX_BODY_BYTES", "2048")
+    clean_env.setenv("SHUTDOWN_GRACE_S", "7.5")
+    clean_env.setenv("LOG_LEVEL", "DEBUG")
+
+    settings = ServiceSettings()
+
+    assert settings.service_name == "inventory"
+    assert settings.database.db_schema == "inventory"
+    assert settings.database.sqlalchemy_url() == f"postgresql+asyncpg://inventory:{SECRET}@db.internal:5432/checkout"
+    assert settings.kafka.bootstrap_servers == "k1:9092,k2:9092"
+    assert settings.kafka.topic_prefix == "prod"
+    assert (settings.http.port, settings.http.max_body_bytes) == (9001, 2048)
+    assert settings.shutdown_grace_s == 7.5
+    assert settings.log_level == "DEBUG"
+
+
+def test_the_database_password_never_leaks(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("DATABASE__URL", f"postgresql://svc:{SECRET}@db:5432/checkout")
+    settings = ServiceSettings()
+
+    for rendering in (repr(settings), str(settings), repr(settings.database), settings.model_dump_json()):
+        assert SECRET not in rendering
+    assert "**********" in repr(settings.database)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HTTP__PORT", "0"),
+        ("HTTP__MAX_BODY_BYTES", "10"),
+        ("DATABASE__URL", "mysql://root@db/checkout"),
+        ("DATABASE__SCHEMA", "Robert'); DROP TABLE"),
+        ("LOG_LEVEL", "CHATTY"),
+        ("KAFKA__TOPIC_PREFIX", "has space"),
+    ],
+)
+def test_invalid_environment_is_refused_naming_the_field(clean_env: pytest.MonkeyPatch, name: str, value: str) -> None:
+    clean_env.setenv(name, value)
+    with pytest.raises(ValidationError) as caught:
+        ServiceSettings()
+    field = name.lower().split("__")[-1]
+    assert field in str(caught.value).lower()

@@ -1,0 +1,1 @@
+"""Creates the order of a paid checkout."""

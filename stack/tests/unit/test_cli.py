@@ -33,9 +33,10 @@ def test_env_prints_shell_exports_for_every_endpoint(capsys: pytest.CaptureFixtu
         key, _, value = words[1].partition("=")
         exported[key] = value
     assert set(exported) >= REQUIRED
-    assert exported["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:19092"
+    settings = StackSettings()
+    assert exported["KAFKA_BOOTSTRAP_SERVERS"] == f"127.0.0.1:{settings.kafka.port}"
     assert exported["DATABASE_URL"].startswith("postgresql://postgres:")
-    assert exported["DATABASE_URL"].endswith("@127.0.0.1:15432/postgres")
+    assert exported["DATABASE_URL"].endswith(f"@127.0.0.1:{settings.postgres.port}/postgres")
 
 
 def test_ports_follow_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

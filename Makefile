@@ -27,6 +27,9 @@ down: ## stop the local stack (data stays in .run/)
 status: ## each component's version, address and health
 	@$(STACK) status
 
+services: bootstrap ## start the six services against the stack (`checkout-stack services down|status` too)
+	@$(STACK) services up
+
 env: ## print export lines that reach the running stack: eval "$$(make -s env)"
 	@$(STACK) env
 

@@ -7,35 +7,84 @@ import shlex
 import subprocess
 import sys
 
+from pydantic import ValidationError
 from rich.table import Table
 
+from checkout_stack.components.base import Status
+from checkout_stack.components.platform_services import SERVICES
 from checkout_stack.console import console
 from checkout_stack.processes import memory_by_process
 from checkout_stack.smoke import run_smoke
 from checkout_stack.stack import Stack
 
 
-def _status(stack: Stack, check: bool, names: list[str] | None = None) -> int:
-    table = Table(title="CheckoutPlatform local stack")
+def _table(title: str, rows: list[Status], memory: dict[str, int]) -> Table:
+    table = Table(title=title)
     for column in ("component", "version", "address", "process", "health", "memory"):
         table.add_column(column, justify="right" if column == "memory" else "left")
-    rows = stack.statuses()
-    memory = memory_by_process(stack.settings.run_dir)
     for row in rows:
         rss = memory.get(row.name)
+        if row.detail == "missing":
+            health = "[yellow]missing[/yellow]"
+        else:
+            health = "[green]healthy[/green]" if row.healthy else "[red]unhealthy[/red]"
         table.add_row(
             row.name,
             row.version,
             row.address,
             "[green]running[/green]" if row.running else "[dim]stopped[/dim]",
-            "[green]healthy[/green]" if row.healthy else "[red]unhealthy[/red]",
+            health,
             f"{rss / 2**20:.0f} MiB" if rss else "",
         )
-    console.print(table)
+    return table
+
+
+def _status(stack: Stack, check: bool, names: list[str] | None = None) -> int:
+    memory = memory_by_process(stack.settings.run_dir)
+    console.print(_table("CheckoutPlatform local stack", stack.statuses(), memory))
     console.print(f"resident memory of the stack: {sum(memory.values()) / 2**20:.0f} MiB")
     console.print(f"logs: {stack.settings.logs_dir}")
-    checked = [row for c in stack.select(names or []) for row in c.statuses()]
+    checked = [row for c in stack.select(names or []) if c is not stack.services for row in c.statuses()]
+    if names and stack.services.name in names:
+        return _services_status(stack, check)
     return 1 if check and not all(r.healthy for r in checked) else 0
+
+
+def _services_status(stack: Stack, check: bool) -> int:
+    """The services' table; with ``check``, 1 unless every service that can run is healthy."""
+    rows = stack.services.statuses()
+    console.print(_table("CheckoutPlatform services", rows, memory_by_process(stack.settings.run_dir)))
+    missing = [row.name for row in rows if row.detail == "missing"]
+    if missing:
+        console.print(f"not built yet (skipped): {', '.join(missing)}")
+    console.print(
+        f'logs: {stack.settings.logs_dir}/<service>.log; `eval "$(make -s env)"` exports BFF_URL and the rest'
+    )
+    present = [row for row in rows if row.detail != "missing"]
+    return 1 if check and not (present and all(row.healthy for row in present)) else 0
+
+
+def _services(stack: Stack, action: str, names: list[str]) -> int:
+    """`checkout-stack services up|down|status [NAME...]`."""
+    if names:
+        try:
+            services = stack.settings.services.model_validate(
+                {**stack.settings.services.model_dump(), "enabled": names}
+            )
+        except ValidationError as error:
+            raise SystemExit(f"checkout-stack services: {error.errors()[0]['msg']}") from error
+        stack = Stack(stack.settings.model_copy(update={"services": services}))
+    if action == "up":
+        stack.up([stack.services.name])
+        return _services_status(stack, check=True)
+    if action == "down":
+        stack.down([stack.services.name])
+        left = [line for line in stack.leftover_processes() if any(f" -m {s.package}" in line for s in SERVICES)]
+        if left:
+            console.print("[red]service processes still running:[/red]\n" + "\n".join(left))
+            return 1
+        return 0
+    return _services_status(stack, check=False)
 
 
 def _test(stack: Stack, pytest_args: list[str]) -> int:
@@ -67,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("components", nargs="*", help="only these components (default: all)")
     status = commands.add_parser("status", help="each component's version, address and health")
     status.add_argument("--check", action="store_true", help="exit 1 unless everything is healthy")
+    services = commands.add_parser("services", help="the six platform services against the stack (not in plain up)")
+    services.add_argument("action", choices=("up", "down", "status"), help="start, stop or show them")
+    services.add_argument("names", nargs="*", help="only these services (default: every one that is built)")
     commands.add_parser("env", help="print export lines that reach the running stack")
     commands.add_parser("smoke", help="a round trip through every component, printing what it did")
     test = commands.add_parser("test", help="up, pytest [ARGS], then stop what this started")
@@ -83,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
         stack.down(args.components)
     elif args.command == "status":
         return _status(stack, args.check)
+    elif args.command == "services":
+        return _services(stack, args.action, args.names)
     elif args.command == "env":
         for key, value in stack.env().items():
             print(f"export {key}={shlex.quote(value)}")

@@ -1,14 +1,15 @@
 """Where the stack lives and which loopback ports it listens on.
 
 Built once from the environment (prefix ``CHECKOUT_STACK_``, nested with ``__``), e.g.
-``CHECKOUT_STACK_CACHE_DIR=/var/cache/cp`` or ``CHECKOUT_STACK_KAFKA__PORT=29092``.
+``CHECKOUT_STACK_CACHE_DIR=/var/cache/cp``, ``CHECKOUT_STACK_KAFKA__PORT=29092`` or
+``CHECKOUT_STACK_SERVICES__GATEWAY_PORT=9100``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -92,6 +93,47 @@ class ToxiproxyPorts(BaseModel):
     """Toxiproxy HTTP API."""
 
 
+SERVICE_NAMES = ("gateway-bff", "checkout-orchestrator", "inventory", "payment", "order", "cart")
+"""The platform's services, as `make services` names them."""
+
+
+class ServicesSettings(BaseModel):
+    """The six platform services `make services` runs as local processes against the stack."""
+
+    gateway_port: int = Field(default=8100, ge=1, le=65_535)
+    """gateway-bff, the public API (``BFF_URL``)."""
+    orchestrator_port: int = Field(default=8101, ge=1, le=65_535)
+    """checkout-orchestrator (``ORCHESTRATOR_URL``)."""
+    inventory_port: int = Field(default=8102, ge=1, le=65_535)
+    """inventory (``INVENTORY_URL``)."""
+    payment_port: int = Field(default=8103, ge=1, le=65_535)
+    """payment (``PAYMENT_URL``)."""
+    order_port: int = Field(default=8104, ge=1, le=65_535)
+    """order (``ORDER_URL``)."""
+    cart_port: int = Field(default=8106, ge=1, le=65_535)
+    """cart (``CART_URL``)."""
+    enabled: list[str] = Field(default_factory=lambda: list(SERVICE_NAMES))
+    """Which services to run (default: all six; those not built yet are reported and skipped)."""
+    topic_prefix: str = Field(default="checkout", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    """``KAFKA__TOPIC_PREFIX`` of every service; the five topics are created under it."""
+    topic_partitions: int = Field(default=3, ge=1, le=1_000)
+    """Partitions of each topic the launcher creates (replication factor 1: one broker)."""
+    database: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    """Database the services use, created if missing; None: the superuser DSN's own database."""
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    """``LOG_LEVEL`` of every service."""
+    stop_timeout_s: float = Field(default=45.0, gt=0)
+    """How long a service may take to stop after SIGTERM (it drains for its own grace period)."""
+
+    @field_validator("enabled")
+    @classmethod
+    def _known(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in SERVICE_NAMES]
+        if unknown:
+            raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
+        return names
+
+
 class StackSettings(BaseSettings):
     """The whole local stack's configuration."""
 
@@ -109,6 +151,7 @@ class StackSettings(BaseSettings):
     jaeger: JaegerPorts = JaegerPorts()
     prometheus: PrometheusPorts = PrometheusPorts()
     toxiproxy: ToxiproxyPorts = ToxiproxyPorts()
+    services: ServicesSettings = ServicesSettings()
 
     @property
     def logs_dir(self) -> Path:

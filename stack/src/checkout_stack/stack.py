@@ -13,6 +13,7 @@ from checkout_stack.components.buf import Buf
 from checkout_stack.components.jaeger import Jaeger
 from checkout_stack.components.kafka import Kafka
 from checkout_stack.components.kubernetes import Kubernetes
+from checkout_stack.components.platform_services import PlatformServices
 from checkout_stack.components.postgres import Postgres
 from checkout_stack.components.prometheus import Prometheus
 from checkout_stack.components.toxiproxy import Toxiproxy
@@ -22,7 +23,12 @@ from checkout_stack.settings import StackSettings
 
 
 class Stack:
-    """Every component, built from one settings object."""
+    """Every component, built from one settings object.
+
+    :attr:`components` is the infrastructure a plain `up`, `status` and `test` work on;
+    :attr:`services` (the platform's own services, `make services`) runs on top of it and is
+    started only when named. A plain `down` stops the services first, then the infrastructure.
+    """
 
     def __init__(self, settings: StackSettings | None = None) -> None:
         self.settings = settings or StackSettings()
@@ -33,19 +39,27 @@ class Stack:
         self.prometheus = Prometheus(self.settings)
         self.toxiproxy = Toxiproxy(self.settings)
         self.buf = Buf(self.settings)
+        self.services = PlatformServices(self.settings, needs=(self.postgres, self.kafka))
 
     @property
     def components(self) -> tuple[Component, ...]:
         """In start order."""
         return (self.postgres, self.kafka, self.kubernetes, self.jaeger, self.prometheus, self.toxiproxy, self.buf)
 
+    @property
+    def all_components(self) -> tuple[Component, ...]:
+        """The infrastructure, then the services that run on it."""
+        return (*self.components, self.services)
+
     def select(self, names: Sequence[str]) -> list[Component]:
-        """The named components (all when ``names`` is empty), in start order."""
-        known = {c.name: c for c in self.components}
+        """The named components (the infrastructure when ``names`` is empty), in start order."""
+        known = {c.name: c for c in self.all_components}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise SystemExit(f"unknown component(s) {', '.join(unknown)}; known: {', '.join(known)}")
-        return [c for c in self.components if not names or c.name in names]
+        if not names:
+            return list(self.components)
+        return [c for c in self.all_components if c.name in names]
 
     @property
     def bin_dir(self) -> Path:
@@ -96,20 +110,31 @@ class Stack:
                 component.start()
 
         failures = []
-        with ThreadPoolExecutor(max_workers=len(newly) or 1) as pool:
-            for component, future in [(c, pool.submit(start, c)) for c in newly]:
+        infrastructure = [c for c in newly if c is not self.services]
+        with ThreadPoolExecutor(max_workers=len(infrastructure) or 1) as pool:
+            for component, future in [(c, pool.submit(start, c)) for c in infrastructure]:
                 try:
                     future.result()
                 except Exception as error:
                     failures.append(f"{component.name}: {error}")
+        # The services need PostgreSQL and Kafka: they start once the infrastructure is up.
+        if self.services in newly and not failures:
+            try:
+                start(self.services)
+            except Exception as error:
+                failures.append(f"{self.services.name}: {error}")
         if failures:
             raise SystemExit("the stack did not come up:\n" + "\n".join(failures))
         console.print(f"stack up in {time.monotonic() - started:.1f}s (logs in {self.settings.logs_dir})")
         return newly
 
     def down(self, names: Sequence[str] = ()) -> None:
-        """Stop the selected components in reverse start order, then check for leftovers."""
-        for component in reversed(self.select(names)):
+        """Stop the selected components in reverse start order, then check for leftovers.
+
+        Without names everything stops, the services (which run on the infrastructure) first.
+        """
+        selected = self.select(names) if names else list(self.all_components)
+        for component in reversed(selected):
             with step(f"stop {component.name}"):
                 component.stop()
         if not names:
@@ -128,7 +153,7 @@ class Stack:
     def env(self) -> dict[str, str]:
         """Environment variables reaching the running stack."""
         values: dict[str, str] = {}
-        for component in self.components:
+        for component in self.all_components:
             values.update(component.env())
         values["PATH"] = f"{self.bin_dir}:{os.environ.get('PATH', '')}"
         return values

@@ -71,6 +71,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from checkout_kit.background import BackgroundLoop
 from checkout_kit.backoff import Backoff, wait_or_stop
 from checkout_kit.failpoints import OUTBOX_AFTER_PUBLISH, Failpoint, FailpointCrash, reach
 from checkout_kit.messaging.envelope import Envelope
@@ -165,12 +166,16 @@ class Backlog:
     oldest_age_s: float
 
 
-class OutboxRelay:
+class OutboxRelay(BackgroundLoop):
     """Publishes committed outbox rows to Kafka; started and stopped by the app's lifespan.
 
     ``failpoint`` is a test seam (see :mod:`checkout_kit.failpoints`), off unless given.
-    ``listen=False`` disables the ``LISTEN`` connection (polling only).
+    ``listen=False`` disables the ``LISTEN`` connection (polling only). ``stop()`` finishes the
+    batch in flight; an abandoned batch rolls back and is published again by the next relay
+    (duplicates, which consumers drop, rather than losses).
     """
+
+    in_flight_work = "its batch"
 
     def __init__(
         self,
@@ -183,6 +188,7 @@ class OutboxRelay:
         listen: bool = True,
         failpoint: Failpoint | None = None,
     ) -> None:
+        super().__init__("the outbox relay", f"outbox-relay[{database.db_schema}]")
         self.sessions = sessions
         self.publisher = publisher
         self.database = database
@@ -191,58 +197,17 @@ class OutboxRelay:
         self.listen = listen
         self.failpoint = failpoint
         self.backoff = Backoff(initial_s=0.2, max_s=self.settings.error_backoff_max_s)
-        self.crash: FailpointCrash | None = None
-        """Set when a failpoint crashed the relay (tests)."""
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._listener: Any = None
         self._listen_retry_at = 0.0
 
-    # lifecycle
+    # lifecycle hooks (see BackgroundLoop)
 
-    async def start(self) -> None:
-        """Start relaying in the background (returns at once; failures are retried, not raised)."""
-        if self._task is not None:
-            raise RuntimeError("the outbox relay is already started")
-        self._task = asyncio.create_task(self._run(), name=f"outbox-relay[{self.database.db_schema}]")
-
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Finish the batch in flight, then stop; after ``grace_s`` seconds, abandon it.
-
-        An abandoned batch rolls back and is published again by the next relay (duplicates,
-        which consumers drop, rather than losses).
-        """
-        self._stopping.set()
+    def _interrupt(self) -> None:
         self._wake.set()
-        task = self._task
-        if task is not None and not task.done():
-            try:
-                done, _ = await asyncio.wait({task}, timeout=grace_s)
-            except asyncio.CancelledError:  # the caller's own deadline: abandon the work in flight
-                task.cancel()
-                raise
-            if not done:
-                log.warning("outbox relay did not finish its batch within %ss; abandoning it", grace_s)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+
+    async def _close(self) -> None:
         await self._close_listener()
-
-    async def wait(self) -> None:
-        """Return when the relay's loop has ended (stopped, or crashed at a failpoint)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def check_ready(self) -> None:
-        """Raise if the outbox relay is not running (``/readyz``)."""
-        if not self.running:
-            crashed = f" (crashed at a failpoint: {self.crash})" if self.crash else ""
-            raise RuntimeError(f"the outbox relay is not running{crashed}")
-
-    @property
-    def running(self) -> bool:
-        """Whether the relay's loop is alive (for liveness checks)."""
-        return self._task is not None and not self._task.done()
 
     # the loop
 
@@ -257,10 +222,8 @@ class OutboxRelay:
                 if time.monotonic() >= next_cleanup:
                     await self.delete_published(self.settings.retention_s)
                     next_cleanup = time.monotonic() + self.settings.cleanup_interval_s
-            except FailpointCrash as crash:
-                log.error("outbox relay crashed at failpoint: %s", crash)
-                self.crash = crash
-                return
+            except FailpointCrash:
+                raise  # the process "dies" here (BackgroundLoop records it)
             except Exception:
                 failures += 1
                 delay = self.backoff.delay(failures)

@@ -42,6 +42,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from checkout_kit.background import BackgroundLoop
 from checkout_kit.backoff import Backoff, wait_or_stop
 from checkout_kit.failpoints import CONSUMER_AFTER_DB_COMMIT, Failpoint, FailpointCrash, reach
 from checkout_kit.inbox import first_delivery
@@ -102,13 +103,17 @@ class _RevocationBarrier(ConsumerRebalanceListener):  # type: ignore[misc]  # ai
         log.info("consumer %s assigned %s", self._consumer.group_id, sorted(map(str, assigned)))
 
 
-class TransactionalConsumer:
+class TransactionalConsumer(BackgroundLoop):
     """Consumes ``topics`` as ``group_id``, applying each record with ``handler`` exactly once.
 
     ``dead_letter_topic`` defaults to ``<prefix>.dlq``; ``inbox_consumer`` (the inbox's consumer
     name) defaults to ``group_id``. ``failpoint`` is a test seam (see
-    :mod:`checkout_kit.failpoints`), off unless given.
+    :mod:`checkout_kit.failpoints`), off unless given. ``stop()`` finishes the record in
+    flight, commits its offset and leaves the group; after ``grace_s`` the record is abandoned
+    (its transaction rolls back, its offset stays uncommitted, the next owner gets it again).
     """
+
+    in_flight_work = "the record in flight"
 
     def __init__(
         self,
@@ -127,6 +132,7 @@ class TransactionalConsumer:
     ) -> None:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
+        super().__init__(f"consumer {group_id}", f"consumer[{group_id}]")
         self.topics = tuple(topics)
         self.group_id = group_id
         self.handler = handler
@@ -140,23 +146,17 @@ class TransactionalConsumer:
         self.backoff = Backoff(
             initial_s=settings.retry_backoff_initial_ms / 1000, max_s=settings.retry_backoff_max_ms / 1000
         )
-        self.crash: FailpointCrash | None = None
-        """Set when a failpoint crashed the consumer (tests)."""
         self._kafka: Any = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = asyncio.Event()
         self._in_flight = asyncio.Lock()
         """Held while a record is being applied and its offset committed; revocation waits for it."""
         self._generation = 0
         """Bumped at every revocation: a batch fetched under an older generation is abandoned."""
         self._polling = False
 
-    # lifecycle
+    # lifecycle hooks (see BackgroundLoop)
 
-    async def start(self) -> None:
-        """Join the group and start consuming in the background; raise if Kafka cannot be reached."""
-        if self._task is not None:
-            raise RuntimeError(f"consumer {self.group_id} is already started")
+    async def _open(self) -> None:
+        """Join the group; raise if Kafka cannot be reached (the consumer then did not start)."""
         kafka = AIOKafkaConsumer(**self.settings.consumer_params(self.service_name, self.group_id))
         kafka.subscribe(list(self.topics), listener=_RevocationBarrier(self))
         try:
@@ -165,46 +165,14 @@ class TransactionalConsumer:
             await kafka.stop()
             raise
         self._kafka = kafka
-        self._task = asyncio.create_task(self._run(), name=f"consumer[{self.group_id}]")
 
-    async def stop(self, grace_s: float | None = None) -> None:
-        """Finish the record in flight, commit its offset, leave the group.
+    def _interrupt(self) -> None:
+        if self._polling and self._task is not None:
+            self._task.cancel()  # idle in a fetch: nothing is in flight
 
-        After ``grace_s`` seconds the record in flight is abandoned: its transaction rolls
-        back, its offset stays uncommitted, and it is delivered again to the next owner.
-        """
-        self._stopping.set()
-        task = self._task
-        if task is not None and not task.done():
-            if self._polling:
-                task.cancel()  # idle in a fetch: nothing is in flight
-            try:
-                done, _ = await asyncio.wait({task}, timeout=grace_s)
-            except asyncio.CancelledError:  # the caller's own deadline: abandon the work in flight
-                task.cancel()
-                raise
-            if not done:
-                log.warning("consumer %s: the record in flight did not finish within %ss", self.group_id, grace_s)
-                task.cancel()
-                await asyncio.gather(task, return_exceptions=True)
+    async def _close(self) -> None:
         if self._kafka is not None:
             await self._kafka.stop()
-
-    async def wait(self) -> None:
-        """Return when the consume loop has ended (stopped, or crashed at a failpoint)."""
-        if self._task is not None:
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def check_ready(self) -> None:
-        """Raise if the consume loop is not running (``/readyz``)."""
-        if not self.running:
-            crashed = f" (crashed at a failpoint: {self.crash})" if self.crash else ""
-            raise RuntimeError(f"the consume loop is not running{crashed}")
-
-    @property
-    def running(self) -> bool:
-        """Whether the consume loop is alive (for liveness checks)."""
-        return self._task is not None and not self._task.done()
 
     # the loop
 
@@ -226,10 +194,8 @@ class TransactionalConsumer:
             fetch_failures = 0
             try:
                 await self._process_batch(batch)
-            except FailpointCrash as crash:
-                log.error("consumer %s crashed at failpoint: %s", self.group_id, crash)
-                self.crash = crash
-                return
+            except FailpointCrash:
+                raise  # the process "dies" here (BackgroundLoop records it)
             except Exception:
                 unexpected_failures += 1
                 log.exception(

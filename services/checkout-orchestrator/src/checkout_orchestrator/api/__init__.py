@@ -1,0 +1,1 @@
+"""The orchestrator's HTTP API: saga status for the gateway and for operators."""

@@ -1,0 +1,1 @@
+"""The gateway's tables (accepted checkouts, the outbox) and the queries on them."""

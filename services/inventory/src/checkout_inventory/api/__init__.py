@@ -1,0 +1,1 @@
+"""The inventory's HTTP API: the admin stock routes and the reservation view."""

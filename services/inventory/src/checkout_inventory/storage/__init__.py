@@ -1,0 +1,1 @@
+"""The inventory's tables and the queries on them."""

@@ -1,0 +1,1 @@
+"""The order service's HTTP API: orders and their lines, read-only."""

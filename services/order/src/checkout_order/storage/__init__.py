@@ -1,0 +1,1 @@
+"""The order service's tables and the queries on them."""

@@ -1,0 +1,1 @@
+"""The payment service's HTTP API: charges and their refunds, read-only."""

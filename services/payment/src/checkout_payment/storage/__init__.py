@@ -1,0 +1,1 @@
+"""The payment service's tables and the queries on them."""

@@ -124,14 +124,28 @@ class ServicesSettings(BaseModel):
     """``LOG_LEVEL`` of every service."""
     stop_timeout_s: float = Field(default=45.0, gt=0)
     """How long a service may take to stop after SIGTERM (it drains for its own grace period)."""
+    extra_env: dict[str, dict[str, str]] = Field(default_factory=dict)
+    """More environment per service, applied over what the launcher sets, e.g.
+    ``{"checkout-orchestrator": {"SAGA__STEP_TIMEOUT_S": "2"}}`` (from the environment as JSON:
+    ``CHECKOUT_STACK_SERVICES__EXTRA_ENV``). Migrations run with it too."""
 
     @field_validator("enabled")
     @classmethod
     def _known(cls, names: list[str]) -> list[str]:
-        unknown = [name for name in names if name not in SERVICE_NAMES]
-        if unknown:
-            raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
+        _refuse_unknown(names)
         return names
+
+    @field_validator("extra_env")
+    @classmethod
+    def _known_services(cls, extra: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        _refuse_unknown(list(extra))
+        return extra
+
+
+def _refuse_unknown(names: list[str]) -> None:
+    unknown = [name for name in names if name not in SERVICE_NAMES]
+    if unknown:
+        raise ValueError(f"unknown service(s) {', '.join(unknown)}; known: {', '.join(SERVICE_NAMES)}")
 
 
 class StackSettings(BaseSettings):

@@ -50,7 +50,27 @@ def test_each_service_gets_the_stack_addresses_and_its_port(tmp_path: Path) -> N
     assert "DATABASE__SCHEMA" not in env, "each service keeps its own default schema"
 
 
+def test_extra_env_reaches_only_its_service_and_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("CHECKOUT_STACK_RUN_DIR", str(tmp_path))
+    monkeypatch.setenv(
+        "CHECKOUT_STACK_SERVICES__EXTRA_ENV",
+        '{"checkout-orchestrator": {"SAGA__STEP_TIMEOUT_S": "2", "LOG_LEVEL": "DEBUG"}}',
+    )
+    (tmp_path / "secrets").mkdir()
+    stack = Stack(StackSettings())
+    stack.postgres.password_file.write_text("pw")
+    orchestrator = stack.services.service_env(stack.services.by_name("checkout-orchestrator"))
+    assert orchestrator["SAGA__STEP_TIMEOUT_S"] == "2"
+    assert orchestrator["LOG_LEVEL"] == "DEBUG", "applied over the launcher's own values"
+    assert orchestrator["HTTP__PORT"] == "8101"
+    gateway = stack.services.service_env(stack.services.by_name("gateway-bff"))
+    assert "SAGA__STEP_TIMEOUT_S" not in gateway
+    assert gateway["LOG_LEVEL"] == "INFO"
+
+
 def test_unknown_service_names_are_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValidationError, match=r"unknown service\(s\) orchestrator; known: gateway-bff"):
+        ServicesSettings(extra_env={"orchestrator": {"SAGA__STEP_TIMEOUT_S": "2"}})
     with pytest.raises(ValidationError, match=r"unknown service\(s\) gateway; known: gateway-bff"):
         ServicesSettings(enabled=["gateway"])
     with pytest.raises(SystemExit, match="unknown service"):

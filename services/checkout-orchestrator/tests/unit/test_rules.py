@@ -195,3 +195,15 @@ def test_rules_do_not_mutate_their_input() -> None:
     before = copy.deepcopy(saga)
     apply(saga, reserved(saga))
     assert saga == before
+
+
+def test_stock_priced_in_another_currency_is_released_not_charged() -> None:
+    saga = started()
+    event = reserved(saga)
+    event.total.currency = "USD"
+    outcome = apply(saga, event)
+    [release] = outcome.commands
+    assert isinstance(release, commands_pb2.ReleaseInventory)
+    assert outcome.saga.state is SagaState.COMPENSATING
+    assert outcome.saga.failure_code == "FAILURE_CODE_INVALID_REQUEST"
+    assert "USD" in (outcome.saga.failure_message or "")

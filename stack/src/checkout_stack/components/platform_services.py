@@ -212,7 +212,7 @@ class PlatformServices(Component):
         return servers
 
     def service_env(self, service: ServiceDefinition) -> dict[str, str]:
-        """The environment a service runs with (on top of the caller's)."""
+        """The environment a service runs with (on top of the caller's), its ``extra_env`` last."""
         services = self.settings.services
         return {
             "DATABASE__URL": self.database_url(),
@@ -224,6 +224,7 @@ class PlatformServices(Component):
             "UPSTREAMS__CART_URL": self.url(self.by_name("cart")),
             "LOG_LEVEL": services.log_level,
             "PYTHONUNBUFFERED": "1",
+            **services.extra_env.get(service.name, {}),
         }
 
     # --- Component ----------------------------------------------------------------------------

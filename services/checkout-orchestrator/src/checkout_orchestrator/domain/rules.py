@@ -205,7 +205,16 @@ def on_event(saga: Saga, event: Message, now: dt.datetime, policy: Policy) -> Ou
     compensating = state in (SagaState.COMPENSATING, SagaState.FAILED)
 
     if isinstance(event, events_pb2.InventoryReserved):
-        if state is SagaState.INVENTORY_RESERVATION_PENDING:
+        if state is SagaState.INVENTORY_RESERVATION_PENDING and event.total.currency not in ("", saga.currency):
+            # Stock priced in another currency than the customer pays in: never charge the number as is.
+            decision.saga.reservation_id = event.reservation_id
+            decision.fail(
+                FailureCode.FAILURE_CODE_INVALID_REQUEST,
+                f"stock is priced in {event.total.currency}, the checkout is in {saga.currency}",
+            )
+            decision.note(name, decision.saga.failure_message or "")
+            decision.compensate(Step.RELEASE_INVENTORY)
+        elif state is SagaState.INVENTORY_RESERVATION_PENDING:
             decision.saga.reservation_id = event.reservation_id
             decision.saga.lines = [
                 Line(item.sku, item.quantity, item.unit_price.amount_minor) for item in event.items

@@ -207,3 +207,18 @@ def test_stock_priced_in_another_currency_is_released_not_charged() -> None:
     assert outcome.saga.state is SagaState.COMPENSATING
     assert outcome.saga.failure_code == "FAILURE_CODE_INVALID_REQUEST"
     assert "USD" in (outcome.saga.failure_message or "")
+
+
+def test_create_order_is_retried_past_max_attempts_and_never_compensated_on_time() -> None:
+    saga = to_order_pending()
+    at = T0
+    for attempt in range(2, POLICY.max_attempts + 4):
+        at += POLICY.step_timeout
+        outcome = rules.on_deadline(saga, at, POLICY)
+        [resent] = outcome.commands
+        assert isinstance(resent, commands_pb2.CreateOrder)
+        saga = outcome.saga
+        assert saga.state is SagaState.ORDER_CREATION_PENDING
+        assert saga.pending[Step.CREATE_ORDER] == attempt
+    outcome = apply(saga, events_pb2.OrderCreated(saga_id=saga.saga_id, order_id="ord-late"))
+    assert outcome.saga.state is SagaState.COMPLETED

@@ -7,10 +7,11 @@ unit test.
 
 Two rules carry most of the weight:
 
-* Deadlines drive retries, then compensation: a forward step is re-sent up to
-  ``Policy.max_attempts`` times; after that the saga fails with DEADLINE_EXCEEDED and undoes
-  whatever may have happened (a hung payment may still charge later, so a refund is requested
-  even without a payment id; participants refund/release by saga id).
+* Deadlines drive retries, then compensation: a forward step before the pivot (the charge) is
+  re-sent up to ``Policy.max_attempts`` times; after that the saga fails with DEADLINE_EXCEEDED
+  and undoes whatever may have happened (a hung payment may still charge later, so a refund is
+  requested even without a payment id; participants refund/release by saga id). CreateOrder,
+  after the pivot, is retried until it answers: an order cannot be undone.
 * Late replies are never lost: a charge or a reservation reported after the saga gave up on it
   is undone, and the saga stays COMPENSATING until every compensation is confirmed.
 """
@@ -278,6 +279,12 @@ def on_deadline(saga: Saga, now: dt.datetime, policy: Policy) -> Outcome:
     if saga.state.terminal or saga.deadline_at is None or now < saga.deadline_at:
         return decision.outcome
     forward = FORWARD_STEP.get(saga.state)
+    if forward is Step.CREATE_ORDER:
+        # Past the pivot (the charge), creating the order is retried until it answers: a late
+        # order could not be undone (there is no CancelOrder), so only OrderCreationFailed
+        # compensates. A down order service keeps sagas pending and visible, never half-undone.
+        decision.send(forward)
+        return decision.outcome
     if forward is not None:
         if saga.pending.get(forward, 0) < policy.max_attempts:
             decision.send(forward)
@@ -290,7 +297,6 @@ def on_deadline(saga: Saga, now: dt.datetime, policy: Policy) -> Outcome:
         undo = {
             Step.RESERVE_INVENTORY: (Step.RELEASE_INVENTORY,),
             Step.PROCESS_PAYMENT: (Step.REFUND_PAYMENT, Step.RELEASE_INVENTORY),
-            Step.CREATE_ORDER: (Step.REFUND_PAYMENT, Step.RELEASE_INVENTORY),
         }[forward]
         decision.compensate(*undo)
         return decision.outcome

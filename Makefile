@@ -33,9 +33,11 @@ services: bootstrap ## start the six services against the stack (`checkout-stack
 env: ## print export lines that reach the running stack: eval "$$(make -s env)"
 	@$(STACK) env
 
-demo: setup ## the main job: bring everything up and run a round trip through it
+demo: setup ## the main job: bring everything up, a round trip through it, then one real checkout
 	@$(STACK) up
 	@$(STACK) smoke
+	@$(STACK) services up
+	@$(STACK) demo-checkout
 
 test: setup lint ## the whole suite (starts the stack, stops what it started)
 	@$(STACK) test -- $(PYTEST_ARGS)

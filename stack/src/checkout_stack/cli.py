@@ -13,6 +13,7 @@ from rich.table import Table
 from checkout_stack.components.base import Status
 from checkout_stack.components.platform_services import SERVICES
 from checkout_stack.console import console
+from checkout_stack.demo import run_demo_checkout
 from checkout_stack.processes import memory_by_process
 from checkout_stack.smoke import run_smoke
 from checkout_stack.stack import Stack
@@ -121,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     services.add_argument("names", nargs="*", help="only these services (default: every one that is built)")
     commands.add_parser("env", help="print export lines that reach the running stack")
     commands.add_parser("smoke", help="a round trip through every component, printing what it did")
+    commands.add_parser(
+        "demo-checkout", help="stock two SKUs, run one checkout through the BFF, print its saga (services up first)"
+    )
     test = commands.add_parser("test", help="up, pytest [ARGS], then stop what this started")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
@@ -142,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"export {key}={shlex.quote(value)}")
     elif args.command == "smoke":
         run_smoke(stack)
+    elif args.command == "demo-checkout":
+        run_demo_checkout(stack)
     elif args.command == "test":
         return _test(stack, [a for a in args.pytest_args if a != "--"])
     return 0

@@ -8,12 +8,10 @@ never touched.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -22,6 +20,8 @@ from pydantic import SecretStr
 from checkout_cart.config import CartDatabaseSettings, CartHttpSettings, CartSettings
 from checkout_cart.main import MIGRATIONS, create_app
 from checkout_kit.migrations import upgrade_to_head
+from checkout_kit.testing import serving as lifespan_client
+from checkout_kit.testing import throwaway_schemas
 
 MAX_BODY_BYTES = 2_048
 """A small body limit, so the 413 tests need no megabytes."""
@@ -30,27 +30,11 @@ SettingsFor = Callable[..., CartSettings]
 Serving = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-async def _drop_schemas(dsn: str, schemas: list[str]) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        for schema in schemas:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def new_schema(postgres_dsn: str) -> Iterator[Callable[[str], str]]:
     """Hands out unique schema names; drops them all when the session ends."""
-    created: list[str] = []
-
-    def new(purpose: str) -> str:
-        name = f"cart_it_{purpose}_{uuid.uuid4().hex[:8]}"
-        created.append(name)
-        return name
-
-    yield new
-    asyncio.run(_drop_schemas(postgres_dsn, created))
+    with throwaway_schemas(postgres_dsn) as names:
+        yield lambda purpose: names.new(f"cart_it_{purpose}")
 
 
 @pytest.fixture(scope="session")
@@ -81,13 +65,8 @@ def cart_settings(settings_for: SettingsFor, migrated_schema: str) -> CartSettin
     return settings_for(migrated_schema)
 
 
-@asynccontextmanager
-async def _serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cart", timeout=10.0) as client,
-    ):
-        yield client
+def _serving(app: FastAPI) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return lifespan_client(app, base_url="http://cart")
 
 
 @pytest.fixture

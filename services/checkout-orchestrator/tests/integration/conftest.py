@@ -20,16 +20,14 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf.message import Message
 from pydantic import SecretStr
 
@@ -38,6 +36,15 @@ from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher, start_producer, stop_producer
 from checkout_kit.migrations import upgrade_to_head
 from checkout_kit.settings import KafkaSettings, OutboxSettings
+from checkout_kit.testing import (
+    WAIT_S,
+    admin_client,
+    create_topics,
+    serving,
+    temporary_schema,
+    unique_name,
+    wait_until,
+)
 from checkout_kit.topics import Topics
 from checkout_orchestrator.config import (
     DeadlineScannerSettings,
@@ -47,8 +54,6 @@ from checkout_orchestrator.config import (
 )
 from checkout_orchestrator.main import MIGRATIONS, create_app
 
-WAIT_S = 30.0
-"""Upper bound of any wait; generous so a slow CI box does not flake, yet a hang still fails."""
 PARTITIONS = 3
 """Partitions of every topic of the session (several, so per-saga ordering rests on the key)."""
 UNIT_PRICE_MINOR = 1_250
@@ -56,16 +61,6 @@ OUT_OF_STOCK_SKU = "OUT-OF-STOCK"
 DECLINED = "tok_chargeDeclined"
 HANGS = "tok_timeout"
 ORDER_FAILS = "cust_order_fail"
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], what: str, within_s: float = WAIT_S) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``within_s`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await predicate():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out after {within_s:g}s waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 # the session's topics and group
@@ -79,43 +74,22 @@ class KafkaSession:
 
 
 async def _create_topics(bootstrap: str, names: tuple[str, ...]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic(name=name, num_partitions=PARTITIONS, replication_factor=1) for name in names]
-        )
-        deadline = asyncio.get_running_loop().time() + WAIT_S
-        for name in names:
-            while True:
-                described = await admin.describe_topics([name])
-                partitions = described[0]["partitions"] if described and described[0]["error_code"] == 0 else []
-                if len(partitions) == PARTITIONS and all(p["leader"] >= 0 for p in partitions):
-                    break
-                if asyncio.get_running_loop().time() > deadline:
-                    raise TimeoutError(f"topic {name} not served within {WAIT_S}s")
-                await asyncio.sleep(0.05)
-    finally:
-        await admin.close()
+    async with admin_client(bootstrap) as admin:
+        await create_topics(admin, names, partitions=PARTITIONS)
 
 
 async def _delete_topics(bootstrap: str, names: tuple[str, ...]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
+    async with admin_client(bootstrap) as admin:
         await admin.delete_topics(list(names))
-    finally:
-        await admin.close()
 
 
 @pytest.fixture(scope="session")
 def kafka_session(kafka_bootstrap_servers: str) -> Iterator[KafkaSession]:
     """A topic prefix and consumer group of this test session; the topics exist, and are deleted at the end."""
-    run = uuid.uuid4().hex[:10]
-    topics = Topics(f"orch-it-{run}")
+    topics = Topics(unique_name("orch-it"))
     asyncio.run(_create_topics(kafka_bootstrap_servers, topics.all()))
     try:
-        yield KafkaSession(kafka_bootstrap_servers, topics, f"orch-it-{run}.checkout-orchestrator")
+        yield KafkaSession(kafka_bootstrap_servers, topics, f"{topics.prefix}.checkout-orchestrator")
     finally:
         asyncio.run(_delete_topics(kafka_bootstrap_servers, topics.all()))
 
@@ -125,15 +99,9 @@ def kafka_session(kafka_bootstrap_servers: str) -> Iterator[KafkaSession]:
 
 @pytest.fixture
 async def schema(postgres_dsn: str) -> AsyncIterator[str]:
-    name = f"orch_it_{uuid.uuid4().hex[:10]}"
-    try:
+    """A schema name of this test's own (created by migrating it), dropped afterwards."""
+    async with temporary_schema(postgres_dsn, "orch_it", create=False) as name:
         yield name
-    finally:
-        connection = await asyncpg.connect(postgres_dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
-        finally:
-            await connection.close()
 
 
 # the participants
@@ -317,13 +285,7 @@ class Harness:
         """The orchestrator running in-process (lifespan: migrations checked, components started) and a client."""
         settings = settings or self.settings()
         await upgrade_to_head(settings.database, MIGRATIONS)
-        app = create_app(settings)
-        async with (
-            app.router.lifespan_context(app),
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=app), base_url="http://orchestrator", timeout=10.0
-            ) as client,
-        ):
+        async with serving(create_app(settings), base_url="http://orchestrator") as client:
             yield client
 
     async def initiate(
@@ -393,9 +355,7 @@ class Harness:
 
     async def wait_consumed(self, partition: int, offset: int) -> None:
         """Wait until the orchestrator's group committed past ``offset`` of the events topic's ``partition``."""
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.kafka.bootstrap_servers)
-        await admin.start()
-        try:
+        async with admin_client(self.kafka.bootstrap_servers) as admin:
             tp = TopicPartition(self.kafka.topics.checkout_events, partition)
 
             async def committed() -> bool:
@@ -404,8 +364,6 @@ class Harness:
                 return meta is not None and meta.offset > offset
 
             await wait_until(committed, f"{self.kafka.group} committed past {tp}@{offset}")
-        finally:
-            await admin.close()
 
     async def dead_letters(self, saga_id: str) -> list[dict[str, str]]:
         """Headers of every DLQ record of the saga (read to the topic's current end)."""

@@ -11,18 +11,15 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI
 from gateway_harness import FakeOrchestrator, serve_in_thread
-from kit_harness import Kafka
 from pydantic import SecretStr
 
 from checkout_cart.config import CartDatabaseSettings, CartSettings
@@ -32,6 +29,8 @@ from checkout_gateway.config import GatewayDatabaseSettings, GatewayHttpSettings
 from checkout_gateway.main import MIGRATIONS, create_app
 from checkout_kit.migrations import upgrade_to_head
 from checkout_kit.settings import OutboxSettings
+from checkout_kit.testing import Kafka, fresh_topics, throwaway_schemas
+from checkout_kit.testing import serving as lifespan_client
 
 MAX_BODY_BYTES = 16 * 1024
 """Room for a 100-line checkout, small enough that the 413 test needs no megabytes."""
@@ -40,27 +39,11 @@ SettingsFor = Callable[..., GatewaySettings]
 Serving = Callable[[FastAPI], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
-async def _drop_schemas(dsn: str, schemas: list[str]) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        for schema in schemas:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await connection.close()
-
-
 @pytest.fixture(scope="session")
 def new_schema(postgres_dsn: str) -> Iterator[Callable[[str], str]]:
     """Hands out unique schema names; drops them all when the session ends."""
-    created: list[str] = []
-
-    def new(purpose: str) -> str:
-        name = f"{purpose}_it_{uuid.uuid4().hex[:8]}"
-        created.append(name)
-        return name
-
-    yield new
-    asyncio.run(_drop_schemas(postgres_dsn, created))
+    with throwaway_schemas(postgres_dsn) as names:
+        yield lambda purpose: names.new(f"{purpose}_it")
 
 
 @pytest.fixture(scope="session")
@@ -95,16 +78,9 @@ def orchestrator_url(orchestrator: FakeOrchestrator) -> Iterator[str]:
 @pytest.fixture
 async def kafka(kafka_bootstrap_servers: str) -> AsyncIterator[Kafka]:
     """A fresh topic prefix with its ``checkout-events`` topic (3 partitions, as in production)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
-    await admin.start()
-    state = Kafka(kafka_bootstrap_servers, f"gateway-test-{uuid.uuid4().hex[:12]}", admin, [])
-    try:
-        await state.create(state.topics.checkout_events, partitions=3)
-        yield state
-    finally:
-        if state.created:
-            await admin.delete_topics(state.created)
-        await admin.close()
+    async with fresh_topics(kafka_bootstrap_servers, "gateway-test") as kafka:
+        await kafka.create(kafka.topics.checkout_events, partitions=3)
+        yield kafka
 
 
 @pytest.fixture
@@ -128,13 +104,8 @@ def settings_for(
     return make
 
 
-@asynccontextmanager
-async def _serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=15.0) as client,
-    ):
-        yield client
+def _serving(app: FastAPI) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+    return lifespan_client(app, base_url="http://gateway", timeout_s=15.0)
 
 
 @pytest.fixture

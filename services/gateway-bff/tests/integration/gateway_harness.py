@@ -19,9 +19,9 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI, HTTPException
 from fastapi.responses import PlainTextResponse
-from kit_harness import Kafka, wait_until
 
 from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.testing import Kafka, wait_until
 
 
 @contextmanager

@@ -7,9 +7,9 @@ import uuid
 import httpx
 import pytest
 from gateway_harness import closed_port_url, envelope_of, records_of_saga
-from kit_harness import Kafka
 
 from checkout_gateway.main import create_app
+from checkout_kit.testing import Kafka
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,11 @@ import asyncpg
 import httpx
 import pytest
 from gateway_harness import envelope_of, records_of_saga
-from kit_harness import Kafka, wait_until
 from opentelemetry import trace
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from checkout.v1 import events_pb2
+from checkout_kit.testing import Kafka, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -3,25 +3,24 @@
 A command that can never be applied — no lines, a quantity below 1, no saga id — raises
 :class:`~checkout_kit.messaging.InvalidMessageError`: the consumer rolls back and parks it in
 the dead-letter topic with the reason, instead of retrying it forever or answering something
-the orchestrator would act on. Pure functions: the unit tests cover every rule.
+the orchestrator would act on. The checks every participant makes (saga id, optional ids,
+failure codes) are the kit's (:mod:`checkout_kit.messaging.participant`). Pure functions: the
+unit tests cover every rule.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
 from checkout.v1 import commands_pb2, types_pb2
 from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.participant import UNEXPECTED_TYPE, invalid, known_reason, optional_uuid, saga_id_of
 
-INVALID_PAYLOAD: Final = "invalid-payload"
-"""``dlq_reason`` of a command whose content breaks a rule below."""
-UNEXPECTED_TYPE: Final = "unexpected-type"
-"""``dlq_reason`` of a well-formed message that is not an inventory command (e.g. an event)."""
 SKU_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 """A SKU: letters, digits, ``.``, ``_``, ``-``; at most 64 characters (the cart's rule too)."""
 MAX_QUANTITY: Final = 1_000_000
@@ -61,41 +60,6 @@ class Release:
 Command = Reserve | Release
 
 
-def invalid(detail: str) -> InvalidMessageError:
-    """The error for a command breaking a rule."""
-    return InvalidMessageError(INVALID_PAYLOAD, detail)
-
-
-def saga_id_of(payload_saga_id: str, envelope: Envelope) -> uuid.UUID:
-    """The payload's saga id, which must be present and agree with the envelope's."""
-    if not payload_saga_id:
-        raise invalid("the command carries no saga_id")
-    try:
-        saga_id = uuid.UUID(payload_saga_id)
-    except ValueError as error:
-        raise invalid(f"saga_id {payload_saga_id!r} is not a UUID") from error
-    if str(saga_id) != envelope.saga_id:
-        raise invalid(f"payload saga_id {saga_id} differs from the envelope's {envelope.saga_id}")
-    return saga_id
-
-
-def optional_uuid(value: str, what: str) -> uuid.UUID | None:
-    """An optional id field: empty is None, anything else must be a UUID."""
-    if not value:
-        return None
-    try:
-        return uuid.UUID(value)
-    except ValueError as error:
-        raise invalid(f"{what} {value!r} is not a UUID") from error
-
-
-def known_reason(reason: int) -> types_pb2.FailureCode.ValueType:
-    """The failure code, or UNSPECIFIED for a value this build does not know (a newer sender)."""
-    if reason in types_pb2.FailureCode.values():
-        return types_pb2.FailureCode.ValueType(reason)
-    return types_pb2.FAILURE_CODE_UNSPECIFIED
-
-
 def _lines(items: Sequence[types_pb2.LineItem], max_lines: int) -> tuple[Line, ...]:
     """Check each line, merge repeats of a SKU, and sort by SKU."""
     totals: dict[str, int] = {}
@@ -127,17 +91,3 @@ def parse(envelope: Envelope, *, max_lines: int) -> Command:
             reason=known_reason(message.reason),
         )
     raise InvalidMessageError(UNEXPECTED_TYPE, f"{envelope.type} is not an inventory command")
-
-
-def reason_name(reason: types_pb2.FailureCode.ValueType) -> str:
-    """The code's name as stored (``FAILURE_CODE_OUT_OF_STOCK``)."""
-    return types_pb2.FailureCode.Name(reason)
-
-
-def reason_value(name: str | None, default: types_pb2.FailureCode.ValueType) -> types_pb2.FailureCode.ValueType:
-    """A stored name back to its code; ``default`` when none was stored."""
-    names: Mapping[str, types_pb2.FailureCode.ValueType] = {
-        n: types_pb2.FailureCode.Value(n)
-        for n in types_pb2.FailureCode.keys()  # noqa: SIM118 - an enum wrapper, not a dict
-    }
-    return names.get(name or "", default)

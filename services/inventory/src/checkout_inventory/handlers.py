@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
-from typing import Final
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,22 +20,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from checkout.v1 import events_pb2, types_pb2
 from checkout_inventory import allocation
 from checkout_inventory.allocation import Allocation
-from checkout_inventory.commands import Release, Reserve, parse, reason_value
+from checkout_inventory.commands import Release, Reserve, parse
 from checkout_inventory.storage import reservations, stock
 from checkout_inventory.storage.reservations import ReservationView
 from checkout_inventory.storage.tables import FAILED, HELD
-from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.participant import reason_value, reply_topic
 from checkout_kit.outbox import enqueue
-from checkout_kit.settings import KAFKA_NAME_PATTERN
 from checkout_kit.telemetry import inject_trace_headers
 from checkout_kit.topics import Topics
 
 log = logging.getLogger(__name__)
-
-INVALID_REPLY_TO: Final = "invalid-reply-to"
-"""``dlq_reason`` of a command whose ``reply_to`` is not a topic name: no reply could ever leave."""
-_TOPIC = re.compile(KAFKA_NAME_PATTERN)
 
 
 def _money(amount_minor: int, currency: str) -> types_pb2.Money:
@@ -124,15 +117,6 @@ async def release(session: AsyncSession, command: Release) -> events_pb2.Invento
             view.reservation.id,
         )
     return events_pb2.InventoryReleased(saga_id=str(command.saga_id), reservation_id=str(view.reservation.id))
-
-
-def reply_topic(envelope: Envelope, default: str) -> str:
-    """Where the reply goes: the command's ``reply_to``, else the checkout-events topic."""
-    if envelope.reply_to is None:
-        return default
-    if not _TOPIC.fullmatch(envelope.reply_to):
-        raise InvalidMessageError(INVALID_REPLY_TO, f"reply_to {envelope.reply_to!r} is not a Kafka topic name")
-    return envelope.reply_to
 
 
 class InventoryCommands:

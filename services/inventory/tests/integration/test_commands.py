@@ -11,11 +11,11 @@ import uuid
 
 import httpx
 import pytest
-from inventory_harness import Database, Kafka, Replies, command, resent
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
 from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.testing import Kafka, Replies, SchemaReader, command, publish_command, resent
 
 pytestmark = pytest.mark.integration
 
@@ -45,17 +45,14 @@ async def levels(client: httpx.AsyncClient, sku: str) -> tuple[int, int]:
     return body["available"], body["reserved"]
 
 
-async def send(publisher: Publisher, topic: str, envelope: Envelope) -> Envelope:
-    await publisher.publish(topic, envelope)
-    return envelope
-
-
 async def test_reserve_holds_every_line_and_answers_priced_lines_and_total(
     client: httpx.AsyncClient, publisher: Publisher, command_topic: str, kafka: Kafka, replies: Replies
 ) -> None:
     await put(client, "SKU-A", 10, price=250)
     await put(client, "SKU-B", 5, price=1_000)
-    sent = await send(publisher, command_topic, command(reserve(("SKU-B", 1), ("SKU-A", 2)), reply_to=kafka.replies))
+    sent = await publish_command(
+        publisher, command_topic, command(reserve(("SKU-B", 1), ("SKU-A", 2)), reply_to=kafka.replies)
+    )
 
     (reply,) = await replies.wait_for(sent.saga_id)
 
@@ -82,7 +79,9 @@ async def test_repeated_skus_in_one_command_are_reserved_as_one_line(
     client: httpx.AsyncClient, publisher: Publisher, command_topic: str, kafka: Kafka, replies: Replies
 ) -> None:
     await put(client, "SKU-A", 10, price=100)
-    sent = await send(publisher, command_topic, command(reserve(("SKU-A", 2), ("SKU-A", 3)), reply_to=kafka.replies))
+    sent = await publish_command(
+        publisher, command_topic, command(reserve(("SKU-A", 2), ("SKU-A", 3)), reply_to=kafka.replies)
+    )
 
     (reply,) = await replies.wait_for(sent.saga_id)
 
@@ -112,7 +111,7 @@ async def test_a_refused_reservation_holds_nothing(
     await put(client, "SKU-A", 10)
     await put(client, "SKU-B", 5)
     await put(client, "SKU-USD", 5, currency="USD")
-    sent = await send(publisher, command_topic, command(reserve(*lines), reply_to=kafka.replies))
+    sent = await publish_command(publisher, command_topic, command(reserve(*lines), reply_to=kafka.replies))
 
     (reply,) = await replies.wait_for(sent.saga_id)
 
@@ -132,14 +131,14 @@ async def test_a_resent_reserve_gets_the_same_answer_without_a_second_effect(
 ) -> None:
     await put(client, "SKU-A", 10)
     await put(client, "SKU-B", 1)
-    held = await send(publisher, command_topic, command(reserve(("SKU-A", 3)), reply_to=kafka.replies))
-    refused = await send(publisher, command_topic, command(reserve(("SKU-B", 2)), reply_to=kafka.replies))
+    held = await publish_command(publisher, command_topic, command(reserve(("SKU-A", 3)), reply_to=kafka.replies))
+    refused = await publish_command(publisher, command_topic, command(reserve(("SKU-B", 2)), reply_to=kafka.replies))
     (first_held,) = await replies.wait_for(held.saga_id)
     (first_refused,) = await replies.wait_for(refused.saga_id)
     await put(client, "SKU-B", 10)  # restocked: a fresh decision would now succeed
 
-    await send(publisher, command_topic, resent(held))
-    await send(publisher, command_topic, resent(refused))
+    await publish_command(publisher, command_topic, resent(held))
+    await publish_command(publisher, command_topic, resent(refused))
     second_held = (await replies.wait_for(held.saga_id, 2))[1]
     second_refused = (await replies.wait_for(refused.saga_id, 2))[1]
 
@@ -156,9 +155,9 @@ async def test_a_duplicated_delivery_is_applied_and_answered_once(
 ) -> None:
     await put(client, "SKU-A", 10)
     sent = command(reserve(("SKU-A", 4)), reply_to=kafka.replies)
-    await send(publisher, command_topic, sent)
-    await send(publisher, command_topic, sent)  # the same record again (same ce_id)
-    marker = await send(publisher, command_topic, command(reserve(("SKU-A", 1)), reply_to=kafka.replies))
+    await publish_command(publisher, command_topic, sent)
+    await publish_command(publisher, command_topic, sent)  # the same record again (same ce_id)
+    marker = await publish_command(publisher, command_topic, command(reserve(("SKU-A", 1)), reply_to=kafka.replies))
 
     await replies.wait_for(marker.saga_id)  # the marker came after both copies: they were both handled
 
@@ -172,21 +171,23 @@ async def test_release_gives_the_units_back_and_is_idempotent(
 ) -> None:
     await put(client, "SKU-A", 10)
     await put(client, "SKU-B", 10)
-    reserved = await send(
+    reserved = await publish_command(
         publisher, command_topic, command(reserve(("SKU-A", 3), ("SKU-B", 2)), reply_to=kafka.replies)
     )
     (held,) = await replies.wait_for(reserved.saga_id)
     reservation_id = held.message.reservation_id  # type: ignore[attr-defined]
 
-    first = await send(
+    first = await publish_command(
         publisher, command_topic, command(release(reserved.saga_id, reservation_id), reply_to=kafka.replies)
     )
     await replies.wait_for(reserved.saga_id, 2)
     assert await levels(client, "SKU-A") == (10, 0)
     assert await levels(client, "SKU-B") == (10, 0)
-    await send(publisher, command_topic, resent(first))  # a retried release
-    await send(publisher, command_topic, command(release(reserved.saga_id), reply_to=kafka.replies))  # no id given
-    again = await send(publisher, command_topic, resent(reserved))  # a late retry of the reservation
+    await publish_command(publisher, command_topic, resent(first))  # a retried release
+    await publish_command(
+        publisher, command_topic, command(release(reserved.saga_id), reply_to=kafka.replies)
+    )  # no id given
+    again = await publish_command(publisher, command_topic, resent(reserved))  # a late retry of the reservation
     answers = await replies.wait_for(reserved.saga_id, 5)
 
     assert [a.type for a in answers] == [
@@ -215,13 +216,15 @@ async def test_a_release_before_the_reservation_leaves_a_tombstone_that_refuses_
     command_topic: str,
     kafka: Kafka,
     replies: Replies,
-    database: Database,
+    database: SchemaReader,
 ) -> None:
     await put(client, "SKU-A", 10)
     saga_id = str(uuid.uuid4())
 
-    await send(publisher, command_topic, command(release(saga_id), reply_to=kafka.replies))
-    await send(publisher, command_topic, command(reserve(("SKU-A", 2), saga_id=saga_id), reply_to=kafka.replies))
+    await publish_command(publisher, command_topic, command(release(saga_id), reply_to=kafka.replies))
+    await publish_command(
+        publisher, command_topic, command(reserve(("SKU-A", 2), saga_id=saga_id), reply_to=kafka.replies)
+    )
     released, refused = await replies.wait_for(saga_id, 2)
 
     assert released.type == "checkout.v1.InventoryReleased"
@@ -240,7 +243,7 @@ async def test_without_reply_to_the_reply_goes_to_checkout_events(
     client: httpx.AsyncClient, publisher: Publisher, command_topic: str, kafka: Kafka
 ) -> None:
     await put(client, "SKU-A", 1)
-    sent = await send(publisher, command_topic, command(reserve(("SKU-A", 1)), reply_to=None))
+    sent = await publish_command(publisher, command_topic, command(reserve(("SKU-A", 1)), reply_to=None))
     events = Replies(kafka.bootstrap_servers, kafka.topics.checkout_events)
     await events.start()
     try:
@@ -264,7 +267,7 @@ async def test_the_reply_continues_the_command_s_trace(
         reply_to=kafka.replies,
         trace_headers={"traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01"},
     )
-    await send(publisher, command_topic, traced)
+    await publish_command(publisher, command_topic, traced)
 
     (reply,) = await replies.wait_for(traced.saga_id)
 

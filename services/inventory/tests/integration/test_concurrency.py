@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack
 
 import httpx
 import pytest
-from inventory_harness import Database, Kafka, Replies, command
 from pydantic import SecretStr
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
@@ -17,6 +16,7 @@ from checkout_inventory.config import InventoryDatabaseSettings
 from checkout_inventory.handlers import reserve
 from checkout_kit.db import create_engine, session_factory
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.testing import Kafka, Replies, SchemaReader, command
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def _reserve(sku: str, saga_id: str) -> commands_pb2.ReserveInventory:
 
 
 async def test_twenty_concurrent_transactions_for_the_last_five_units_hold_exactly_five(
-    client: httpx.AsyncClient, postgres_dsn: str, schema: str, database: Database
+    client: httpx.AsyncClient, postgres_dsn: str, schema: str, database: SchemaReader
 ) -> None:
     """Twenty reserving transactions open at once on the real database: the row lock serialises them."""
     await client.put("/inventory/SKU-LAST", json={"available": UNITS, "unit_price_minor": 999, "currency": "EUR"})

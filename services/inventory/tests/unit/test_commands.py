@@ -7,9 +7,10 @@ import uuid
 import pytest
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
-from checkout_inventory.commands import MAX_QUANTITY, Line, Release, Reserve, parse, reason_name, reason_value
+from checkout_inventory.commands import MAX_QUANTITY, Line, Release, Reserve, parse
 from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.participant import reason_name, reason_value
 
 SAGA = str(uuid.uuid4())
 

@@ -1,41 +1,27 @@
-"""Helpers of the kit's integration tests: a fresh schema and fresh topics per test, real servers.
+"""Helpers of the kit's integration tests: a test message, a crash point, and a schema handlers write to.
 
-Every test gets its own PostgreSQL schema (dropped afterwards) and its own topic prefix, whose
-topics are created here with the admin client — the broker does not auto-create topics — and
-deleted afterwards. Waits are bounded polls; nothing sleeps to assert speed.
+Topics, schemas and waits come from :mod:`checkout_kit.testing`, which every service's tests share.
 """
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from sqlalchemy import MetaData, Table, func, insert, select, text
+from sqlalchemy import Column, Integer, MetaData, String, Table, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from checkout.v1 import commands_pb2, types_pb2
+from checkout_kit.db import create_engine, session_factory
 from checkout_kit.failpoints import Failpoint, FailpointCrash
+from checkout_kit.inbox import inbox_table
 from checkout_kit.messaging.envelope import Envelope
-from checkout_kit.settings import DatabaseSettings, KafkaSettings
-from checkout_kit.topics import Topics
-
-WAIT_S = 30.0
-"""Upper bound of any wait for something to happen; generous so a slow CI box does not flake."""
-
-
-async def wait_until(predicate: Callable[[], Awaitable[bool]], what: str, within_s: float = WAIT_S) -> None:
-    """Poll ``predicate`` until it holds; fail naming ``what`` after ``within_s`` seconds."""
-    deadline = asyncio.get_running_loop().time() + within_s
-    while not await predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"timed out after {within_s:g}s waiting until {what}")
-        await asyncio.sleep(0.05)
+from checkout_kit.outbox import outbox_table
+from checkout_kit.settings import DatabaseSettings
+from checkout_kit.testing import temporary_schema
 
 
 def saga_envelope(saga_id: str | None = None, *, quantity: int = 1, source: str = "kit-test") -> Envelope:
@@ -56,9 +42,6 @@ def crash_at(point: str) -> Failpoint:
             raise FailpointCrash(name)
 
     return failpoint
-
-
-# PostgreSQL
 
 
 @dataclass
@@ -89,87 +72,25 @@ class Database:
             return (await session.execute(text(sql))).scalar()
 
 
-# Kafka
-
-
-@dataclass
-class Kafka:
-    """Unique topics under a fresh prefix, and helpers to look at what is in them."""
-
-    bootstrap_servers: str
-    prefix: str
-    admin: AIOKafkaAdminClient
-    created: list[str]
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(self.prefix)
-
-    def settings(self, **overrides: Any) -> KafkaSettings:
-        fields: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers,
-            "topic_prefix": self.prefix,
-            "session_timeout_ms": 6_000,
-            "retry_backoff_initial_ms": 10,
-            "retry_backoff_max_ms": 100,
-        }
-        fields.update(overrides)
-        return KafkaSettings(**fields)
-
-    async def create(self, *names: str, partitions: int = 1) -> None:
-        """Create topics and wait until the broker serves their metadata."""
-        await self.admin.create_topics(
-            [NewTopic(name=name, num_partitions=partitions, replication_factor=1) for name in names]
+@asynccontextmanager
+async def effects_database(dsn: str) -> AsyncIterator[Database]:
+    """A fresh schema (dropped at exit) holding the outbox, the inbox and the ``effects`` table."""
+    async with temporary_schema(dsn, "kit_test") as schema:
+        settings = DatabaseSettings(url=dsn, schema=schema, pool_size=5, max_overflow=5)
+        metadata = MetaData()
+        outbox_table(metadata)
+        inbox_table(metadata)
+        effects = Table(
+            "effects",
+            metadata,
+            Column("n", Integer, primary_key=True, autoincrement=True),
+            Column("message_id", String(64), nullable=False),
+            Column("saga_id", String(64), nullable=False),
         )
-        self.created.extend(names)
-        for name in names:
-
-            async def known(name: str = name) -> bool:
-                described = await self.admin.describe_topics([name])
-                return (
-                    bool(described)
-                    and described[0]["error_code"] == 0
-                    and len(described[0]["partitions"]) == partitions
-                )
-
-            await wait_until(known, f"topic {name} exists")
-
-    async def read_all(self, topic: str) -> list[Any]:
-        """Every record in ``topic`` now, in order per partition (reads up to the end offsets)."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, enable_auto_commit=False)
-        await consumer.start()
+        engine = create_engine(settings, application_name="kit-tests")
         try:
-            (described,) = await self.admin.describe_topics([topic])
-            assert described["error_code"] == 0, f"topic {topic} cannot be described: {described}"
-            partitions = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            ends = await consumer.end_offsets(partitions)
-            records: list[Any] = []
-            deadline = asyncio.get_running_loop().time() + WAIT_S
-            while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-                if asyncio.get_running_loop().time() > deadline:
-                    pytest.fail(f"could not read {topic} to its end offsets {ends} within {WAIT_S:g}s")
-                batch = await consumer.getmany(timeout_ms=200)
-                for tp in partitions:
-                    records.extend(batch.get(tp, []))
-            return records
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+            yield Database(settings, engine, session_factory(engine), metadata, effects)
         finally:
-            await consumer.stop()
-
-    async def committed(self, group_id: str, topic: str, partition: int = 0) -> int:
-        """The group's committed offset of a partition (-1 when none)."""
-        offsets = await self.admin.list_consumer_group_offsets(group_id)
-        meta = offsets.get(TopicPartition(topic, partition))
-        return -1 if meta is None else int(meta.offset)
-
-    async def group_state(self, group_id: str) -> str:
-        """The broker's view of the group: ``Stable``, ``PreparingRebalance``, ``Empty`` ..."""
-        (response,) = await self.admin.describe_consumer_groups([group_id])
-        return str(response.groups[0][2])
-
-    async def wait_committed(self, group_id: str, topic: str, offset: int, partition: int = 0) -> None:
-        async def reached() -> bool:
-            return await self.committed(group_id, topic, partition) >= offset
-
-        await wait_until(reached, f"group {group_id} committed offset {offset} of {topic}[{partition}]")
+            await engine.dispose()

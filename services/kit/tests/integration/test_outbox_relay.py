@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 
 import pytest
-from kit_harness import WAIT_S, Database, Kafka, crash_at, saga_envelope, wait_until
+from kit_harness import Database, crash_at, saga_envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from checkout_kit.failpoints import OUTBOX_AFTER_PUBLISH
@@ -15,6 +15,7 @@ from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher, start_producer, stop_producer
 from checkout_kit.outbox import OutboxRelay, enqueue
 from checkout_kit.settings import OutboxSettings
+from checkout_kit.testing import WAIT_S, Kafka, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 
 import pytest
-from kit_harness import WAIT_S, Database, Kafka, crash_at, saga_envelope, wait_until
+from kit_harness import Database, crash_at, saga_envelope
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from checkout.v1 import events_pb2
@@ -25,6 +25,7 @@ from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher
 from checkout_kit.outbox import OutboxRelay, enqueue
 from checkout_kit.settings import OutboxSettings
+from checkout_kit.testing import WAIT_S, Kafka, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -12,18 +12,15 @@ saga's order — or its refusal — and answers from it, with no second order.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Set
-from typing import Final
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from checkout.v1 import events_pb2, types_pb2
-from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.participant import reply_topic
 from checkout_kit.outbox import enqueue
-from checkout_kit.settings import KAFKA_NAME_PATTERN
 from checkout_kit.telemetry import inject_trace_headers
 from checkout_kit.topics import Topics
 from checkout_order.commands import CreateOrder, parse
@@ -31,10 +28,6 @@ from checkout_order.storage import orders
 from checkout_order.storage.tables import OrderRefusalRow
 
 log = logging.getLogger(__name__)
-
-INVALID_REPLY_TO: Final = "invalid-reply-to"
-"""``dlq_reason`` of a command whose ``reply_to`` is not a topic name: no reply could ever leave."""
-_TOPIC = re.compile(KAFKA_NAME_PATTERN)
 
 
 def refused_event(refusal: OrderRefusalRow) -> events_pb2.OrderCreationFailed:
@@ -70,15 +63,6 @@ async def create(session: AsyncSession, command: CreateOrder, rejected_customers
     view = await orders.insert(session, command)
     log.info("saga %s: order %s created", command.saga_id, view.order.id)
     return events_pb2.OrderCreated(saga_id=str(command.saga_id), order_id=str(view.order.id))
-
-
-def reply_topic(envelope: Envelope, default: str) -> str:
-    """Where the reply goes: the command's ``reply_to``, else the checkout-events topic."""
-    if envelope.reply_to is None:
-        return default
-    if not _TOPIC.fullmatch(envelope.reply_to):
-        raise InvalidMessageError(INVALID_REPLY_TO, f"reply_to {envelope.reply_to!r} is not a Kafka topic name")
-    return envelope.reply_to
 
 
 class OrderCommands:

@@ -7,10 +7,10 @@ from typing import Final
 
 from fastapi import FastAPI
 
-from checkout_kit.app import Component, Runtime, ServiceSpec
+from checkout_kit.app import Runtime, ServiceSpec
 from checkout_kit.app import create_app as create_service_app
-from checkout_kit.messaging.consumer import TransactionalConsumer
-from checkout_kit.outbox import OutboxRelay
+from checkout_kit.messaging.participant import command_components
+from checkout_kit.topics import Topics
 from checkout_order.api import orders
 from checkout_order.config import OrderSettings
 from checkout_order.handlers import OrderCommands
@@ -19,31 +19,13 @@ MIGRATIONS: Final = Path(__file__).parent / "migrations"
 """The order service's Alembic directory."""
 
 
-def command_consumer(runtime: Runtime) -> Component:
-    """Consumes ``<prefix>.order-command`` as the group named after the service."""
-    settings = runtime.settings
-    if not isinstance(settings, OrderSettings):
-        raise TypeError(f"the order service runs with OrderSettings, not {type(settings).__name__}")
-    return TransactionalConsumer(
-        [runtime.topics.order_command],
-        settings.service_name,
-        OrderCommands(runtime.topics, settings.service_name, settings.rejected_customers, settings.max_lines_per_order),
-        runtime.sessions,
-        runtime.publisher,
-        settings.kafka,
-        settings.service_name,
-    )
+def _command_topic(topics: Topics) -> str:
+    return topics.order_command
 
 
-def outbox_relay(runtime: Runtime) -> Component:
-    """Publishes the replies the handler enqueued."""
-    settings = runtime.settings
-    return OutboxRelay(
-        runtime.sessions,
-        runtime.publisher,
-        settings.database,
-        settings.outbox,
-        application_name=f"{settings.service_name} outbox-relay",
+def _handler(runtime: Runtime, settings: OrderSettings) -> OrderCommands:
+    return OrderCommands(
+        runtime.topics, settings.service_name, settings.rejected_customers, settings.max_lines_per_order
     )
 
 
@@ -52,8 +34,8 @@ SPEC: Final = ServiceSpec(
     routers=(orders.router,),
     migrations=MIGRATIONS,
     kafka=True,
-    # The relay starts first and stops last: replies the consumer commits while stopping still leave.
-    components={"outbox-relay": outbox_relay, "command-consumer": command_consumer},
+    # The outbox relay, then the consumer of <prefix>.order-command (its group: the service name).
+    components=command_components(OrderSettings, _command_topic, _handler),
 )
 """Read-only HTTP over its own schema; consumes its commands and replies through the outbox."""
 

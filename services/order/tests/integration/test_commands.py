@@ -11,11 +11,10 @@ import uuid
 
 import httpx
 import pytest
-from order_harness import Database, Kafka, Replies, command, resent
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
-from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.testing import Kafka, Replies, SchemaReader, command, publish_command, resent
 
 pytestmark = pytest.mark.integration
 
@@ -33,16 +32,11 @@ def create_order(customer: str = "cust_42", *, saga_id: str | None = None) -> co
     )
 
 
-async def send(publisher: Publisher, topic: str, envelope: Envelope) -> Envelope:
-    await publisher.publish(topic, envelope)
-    return envelope
-
-
 async def test_an_order_is_created_with_its_lines(
     client: httpx.AsyncClient, publisher: Publisher, command_topic: str, kafka: Kafka, replies: Replies
 ) -> None:
     message = create_order()
-    sent = await send(publisher, command_topic, command(message, reply_to=kafka.replies))
+    sent = await publish_command(publisher, command_topic, command(message, reply_to=kafka.replies))
 
     (reply,) = await replies.wait_for(sent.saga_id)
 
@@ -66,10 +60,12 @@ async def test_the_rejected_customer_is_refused_and_nothing_but_the_refusal_is_s
     command_topic: str,
     kafka: Kafka,
     replies: Replies,
-    database: Database,
+    database: SchemaReader,
 ) -> None:
-    sent = await send(publisher, command_topic, command(create_order("cust_order_fail"), reply_to=kafka.replies))
-    await send(publisher, command_topic, resent(sent))
+    sent = await publish_command(
+        publisher, command_topic, command(create_order("cust_order_fail"), reply_to=kafka.replies)
+    )
+    await publish_command(publisher, command_topic, resent(sent))
 
     first, second = await replies.wait_for(sent.saga_id, 2)
 
@@ -91,12 +87,12 @@ async def test_a_resent_command_gets_the_same_order_without_a_second_one(
     command_topic: str,
     kafka: Kafka,
     replies: Replies,
-    database: Database,
+    database: SchemaReader,
 ) -> None:
-    sent = await send(publisher, command_topic, command(create_order(), reply_to=kafka.replies))
+    sent = await publish_command(publisher, command_topic, command(create_order(), reply_to=kafka.replies))
     (first,) = await replies.wait_for(sent.saga_id)
 
-    again = await send(publisher, command_topic, resent(sent))
+    again = await publish_command(publisher, command_topic, resent(sent))
     second = (await replies.wait_for(sent.saga_id, 2))[1]
 
     assert again.id != sent.id
@@ -111,12 +107,12 @@ async def test_a_duplicated_delivery_creates_and_answers_once(
     command_topic: str,
     kafka: Kafka,
     replies: Replies,
-    database: Database,
+    database: SchemaReader,
 ) -> None:
     sent = command(create_order(), reply_to=kafka.replies)
-    await send(publisher, command_topic, sent)
-    await send(publisher, command_topic, sent)  # the same record again (same ce_id)
-    marker = await send(publisher, command_topic, command(create_order(), reply_to=kafka.replies))
+    await publish_command(publisher, command_topic, sent)
+    await publish_command(publisher, command_topic, sent)  # the same record again (same ce_id)
+    marker = await publish_command(publisher, command_topic, command(create_order(), reply_to=kafka.replies))
 
     await replies.wait_for(marker.saga_id)
 

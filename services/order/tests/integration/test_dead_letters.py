@@ -6,11 +6,11 @@ import uuid
 
 import httpx
 import pytest
-from order_harness import Kafka, Replies, command
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
 from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.testing import Kafka, Replies, command
 
 pytestmark = pytest.mark.integration
 

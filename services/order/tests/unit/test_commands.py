@@ -9,7 +9,8 @@ import pytest
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
 from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
-from checkout_order.commands import CreateOrder, Money, OrderLine, parse
+from checkout_kit.messaging.participant import Money
+from checkout_order.commands import CreateOrder, OrderLine, parse
 
 SAGA = str(uuid.uuid4())
 PAYMENT = uuid.uuid4()

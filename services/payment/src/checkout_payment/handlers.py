@@ -14,20 +14,18 @@ decides, and its RefundPayment voids the charge.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Final
 
 from google.protobuf.message import Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from checkout.v1 import events_pb2, types_pb2
-from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.participant import Money, reason_name, reason_value, reply_topic
 from checkout_kit.outbox import enqueue
-from checkout_kit.settings import KAFKA_NAME_PATTERN
 from checkout_kit.telemetry import inject_trace_headers
 from checkout_kit.topics import Topics
-from checkout_payment.commands import Charge, Money, Refund, parse, reason_name, reason_value
+from checkout_payment.commands import Charge, Refund, parse
 from checkout_payment.provider import ChargeRequest, Outcome, PaymentProvider
 from checkout_payment.storage import charges
 from checkout_payment.storage.charges import ChargeView
@@ -35,9 +33,6 @@ from checkout_payment.storage.tables import CHARGED, DECLINED, PENDING, REFUNDED
 
 log = logging.getLogger(__name__)
 
-INVALID_REPLY_TO: Final = "invalid-reply-to"
-"""``dlq_reason`` of a command whose ``reply_to`` is not a topic name: no reply could ever leave."""
-_TOPIC = re.compile(KAFKA_NAME_PATTERN)
 _STATUS_OF: Final = {Outcome.APPROVED: CHARGED, Outcome.DECLINED: DECLINED, Outcome.NO_ANSWER: PENDING}
 
 
@@ -137,15 +132,6 @@ async def refund(session: AsyncSession, command: Refund) -> events_pb2.PaymentRe
             view.charge.id,
         )
     return refund_answer(view)
-
-
-def reply_topic(envelope: Envelope, default: str) -> str:
-    """Where the reply goes: the command's ``reply_to``, else the checkout-events topic."""
-    if envelope.reply_to is None:
-        return default
-    if not _TOPIC.fullmatch(envelope.reply_to):
-        raise InvalidMessageError(INVALID_REPLY_TO, f"reply_to {envelope.reply_to!r} is not a Kafka topic name")
-    return envelope.reply_to
 
 
 class PaymentCommands:

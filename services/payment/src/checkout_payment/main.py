@@ -7,10 +7,10 @@ from typing import Final
 
 from fastapi import FastAPI
 
-from checkout_kit.app import Component, Runtime, ServiceSpec
+from checkout_kit.app import Runtime, ServiceSpec
 from checkout_kit.app import create_app as create_service_app
-from checkout_kit.messaging.consumer import TransactionalConsumer
-from checkout_kit.outbox import OutboxRelay
+from checkout_kit.messaging.participant import command_components
+from checkout_kit.topics import Topics
 from checkout_payment.api import payments
 from checkout_payment.config import PaymentSettings
 from checkout_payment.handlers import PaymentCommands
@@ -20,30 +20,12 @@ MIGRATIONS: Final = Path(__file__).parent / "migrations"
 """The payment service's Alembic directory."""
 
 
-def command_consumer(runtime: Runtime) -> Component:
-    """Consumes ``<prefix>.payment-command`` as the group named after the service."""
-    settings = runtime.settings
-    return TransactionalConsumer(
-        [runtime.topics.payment_command],
-        settings.service_name,
-        PaymentCommands(runtime.topics, settings.service_name, SimulatedProvider()),
-        runtime.sessions,
-        runtime.publisher,
-        settings.kafka,
-        settings.service_name,
-    )
+def _command_topic(topics: Topics) -> str:
+    return topics.payment_command
 
 
-def outbox_relay(runtime: Runtime) -> Component:
-    """Publishes the replies the handlers enqueued."""
-    settings = runtime.settings
-    return OutboxRelay(
-        runtime.sessions,
-        runtime.publisher,
-        settings.database,
-        settings.outbox,
-        application_name=f"{settings.service_name} outbox-relay",
-    )
+def _handler(runtime: Runtime, settings: PaymentSettings) -> PaymentCommands:
+    return PaymentCommands(runtime.topics, settings.service_name, SimulatedProvider())
 
 
 SPEC: Final = ServiceSpec(
@@ -51,8 +33,8 @@ SPEC: Final = ServiceSpec(
     routers=(payments.router,),
     migrations=MIGRATIONS,
     kafka=True,
-    # The relay starts first and stops last: replies the consumer commits while stopping still leave.
-    components={"outbox-relay": outbox_relay, "command-consumer": command_consumer},
+    # The outbox relay, then the consumer of <prefix>.payment-command (its group: the service name).
+    components=command_components(PaymentSettings, _command_topic, _handler),
 )
 """Read-only HTTP over its own schema; consumes its commands and replies through the outbox."""
 

@@ -1,138 +1,28 @@
-"""Fixtures for the payment service against the real Kafka and PostgreSQL: fresh topics, schema and group per test."""
+"""Fixtures for the payment service against the real Kafka and PostgreSQL: fresh topics, schema and group per test.
+
+The fixtures themselves are the participants' shared ones (``participant_fixtures``); this file
+says which service they run.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
-from typing import Any
-
-import asyncpg
-import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
-from payment_harness import Database, Kafka, Replies, serving
-from pydantic import SecretStr
+from participant_fixtures import *  # noqa: F403 - kafka, command_topic, publisher, replies, schema, client …
+from participant_fixtures import Participant
 
-from checkout_kit.messaging.producer import Publisher, start_producer, stop_producer
-from checkout_kit.migrations import upgrade_to_head
-from checkout_kit.settings import OutboxSettings
+from checkout_kit.topics import Topics
 from checkout_payment.config import PaymentDatabaseSettings, PaymentSettings
 from checkout_payment.main import MIGRATIONS, create_app
-
-SettingsFor = Callable[..., PaymentSettings]
-Serve = Callable[[PaymentSettings], AbstractAsyncContextManager[httpx.AsyncClient]]
+from checkout_payment.storage.tables import metadata
 
 
-async def _drop_schemas(dsn: str, schemas: list[str]) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        for schema in schemas:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-    finally:
-        await connection.close()
+def _command_topic(topics: Topics) -> str:
+    return topics.payment_command
 
 
 @pytest.fixture(scope="session")
-def new_schema(postgres_dsn: str) -> Iterator[Callable[[], str]]:
-    """Hands out unique schema names; drops them all when the session ends."""
-    created: list[str] = []
-
-    def new() -> str:
-        name = f"payment_it_{uuid.uuid4().hex[:10]}"
-        created.append(name)
-        return name
-
-    yield new
-    asyncio.run(_drop_schemas(postgres_dsn, created))
-
-
-@pytest.fixture
-async def kafka(kafka_bootstrap_servers: str) -> AsyncIterator[Kafka]:
-    """A fresh topic prefix with the payment service's topics and a reply topic; all deleted afterwards."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap_servers)
-    await admin.start()
-    state = Kafka(kafka_bootstrap_servers, f"payment-it-{uuid.uuid4().hex[:10]}", admin)
-    try:
-        await state.create(state.topics.checkout_events, state.topics.dlq, state.replies)
-        yield state
-    finally:
-        if state.created:
-            await admin.delete_topics(state.created)
-        await admin.close()
-
-
-@pytest.fixture
-async def command_topic(kafka: Kafka) -> str:
-    """The payment service's command topic with one partition: the order of commands is the order applied."""
-    await kafka.create(kafka.topics.payment_command)
-    return kafka.topics.payment_command
-
-
-@pytest.fixture
-async def publisher(kafka: Kafka) -> AsyncIterator[Publisher]:
-    producer = await start_producer(kafka.settings(), "payment-tests")
-    try:
-        yield Publisher(producer)
-    finally:
-        await stop_producer(producer)
-
-
-@pytest.fixture
-async def replies(kafka: Kafka) -> AsyncIterator[Replies]:
-    reader = Replies(kafka.bootstrap_servers, kafka.replies)
-    await reader.start()
-    try:
-        yield reader
-    finally:
-        await reader.stop()
-
-
-@pytest.fixture
-async def schema(postgres_dsn: str, new_schema: Callable[[], str]) -> str:
-    """A schema migrated to head for this test."""
-    name = new_schema()
-    await upgrade_to_head(PaymentDatabaseSettings(url=SecretStr(postgres_dsn), schema=name), MIGRATIONS)
-    return name
-
-
-@pytest.fixture
-def database(postgres_dsn: str, schema: str) -> Database:
-    return Database(postgres_dsn, schema)
-
-
-@pytest.fixture
-def settings_for(postgres_dsn: str, kafka: Kafka, schema: str) -> SettingsFor:
-    """Payment settings on the test's schema and topics, with a consumer group of the test's own."""
-    group = f"payment-it-{uuid.uuid4().hex[:8]}"
-
-    def make(**overrides: Any) -> PaymentSettings:
-        fields: dict[str, Any] = {
-            "service_name": group,
-            "database": PaymentDatabaseSettings(url=SecretStr(postgres_dsn), schema=schema, pool_size=20),
-            "kafka": kafka.settings(),
-            "outbox": OutboxSettings(poll_interval_s=0.2),
-            "shutdown_grace_s": 5.0,
-        }
-        fields.update(overrides)
-        return PaymentSettings(**fields)
-
-    return make
-
-
-@pytest.fixture
-def serve() -> Serve:
-    """``async with serve(settings) as client``: a running payment service (consumer and relay included)."""
-
-    def run(settings: PaymentSettings) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-        return serving(create_app(settings), base_url="http://payment")
-
-    return run
-
-
-@pytest.fixture
-async def client(command_topic: str, settings_for: SettingsFor, serve: Serve) -> AsyncIterator[httpx.AsyncClient]:
-    """A running payment service on the test's topics and schema, and an HTTP client of it."""
-    async with serve(settings_for()) as http:
-        yield http
+def participant() -> Participant:
+    """The payment service, as the shared fixtures run it."""
+    return Participant(
+        "payment", PaymentSettings, PaymentDatabaseSettings, MIGRATIONS, metadata, create_app, _command_topic
+    )

@@ -12,11 +12,11 @@ import uuid
 
 import httpx
 import pytest
-from payment_harness import Database, Kafka, Replies, command, resent
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
 from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.testing import Kafka, Replies, SchemaReader, command, resent
 
 pytestmark = pytest.mark.integration
 
@@ -149,7 +149,7 @@ async def test_tok_timeout_is_pending_answered_by_silence_and_voided_by_a_refund
 
 
 async def test_a_resent_charge_gets_the_same_answer_without_a_second_charge(
-    client: httpx.AsyncClient, saga: Saga, replies: Replies, database: Database, kafka: Kafka
+    client: httpx.AsyncClient, saga: Saga, replies: Replies, database: SchemaReader, kafka: Kafka
 ) -> None:
     charged = await saga.send(pay("tok_visa"))
     declined = await saga.send(pay("tok_chargeDeclined"))
@@ -181,7 +181,7 @@ async def test_a_duplicated_delivery_is_charged_and_answered_once(
 
 
 async def test_a_refund_gives_the_full_charge_back_once(
-    client: httpx.AsyncClient, saga: Saga, replies: Replies, database: Database, kafka: Kafka
+    client: httpx.AsyncClient, saga: Saga, replies: Replies, database: SchemaReader, kafka: Kafka
 ) -> None:
     charged = await saga.send(pay("tok_visa", 9_900))
     (processed,) = await replies.wait_for(charged.saga_id)

@@ -6,13 +6,14 @@ import asyncio
 import uuid
 
 import pytest
-from payment_harness import Database
 from pydantic import SecretStr
 from sqlalchemy.exc import IntegrityError
 
 from checkout.v1 import events_pb2
 from checkout_kit.db import create_engine, session_factory
-from checkout_payment.commands import Charge, Money
+from checkout_kit.messaging.participant import Money
+from checkout_kit.testing import SchemaReader
+from checkout_payment.commands import Charge
 from checkout_payment.config import PaymentDatabaseSettings
 from checkout_payment.handlers import process
 from checkout_payment.provider import SimulatedProvider
@@ -23,7 +24,7 @@ RACERS = 10
 
 
 async def test_concurrent_charges_of_one_saga_charge_once_and_all_get_the_same_answer(
-    postgres_dsn: str, schema: str, database: Database
+    postgres_dsn: str, schema: str, database: SchemaReader
 ) -> None:
     """As if ten consumers got the saga's ProcessPayment at once: the unique saga id lets one win.
 

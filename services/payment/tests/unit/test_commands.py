@@ -9,7 +9,8 @@ import pytest
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
 from checkout_kit.messaging import InvalidMessageError
 from checkout_kit.messaging.envelope import Envelope
-from checkout_payment.commands import Charge, Money, Refund, parse, reason_value
+from checkout_kit.messaging.participant import Money, reason_value
+from checkout_payment.commands import Charge, Refund, parse
 
 SAGA = str(uuid.uuid4())
 

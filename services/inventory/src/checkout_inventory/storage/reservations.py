@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from checkout.v1 import types_pb2
 from checkout_inventory.allocation import Allocation, Refusal
-from checkout_inventory.commands import reason_name
 from checkout_inventory.storage.tables import FAILED, HELD, RELEASED, ReservationLineRow, ReservationRow
+from checkout_kit.messaging.participant import reason_name
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 
 from checkout_kit.deps import SessionDep
+from checkout_kit.messaging.participant import CUSTOMER_ID_PATTERN
 from checkout_order.api.models import Money, Order, OrderLine
-from checkout_order.commands import CUSTOMER_ID_PATTERN
 from checkout_order.storage import orders
 from checkout_order.storage.orders import OrderView
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from checkout_payment.commands import Charge, Money
+from checkout_kit.messaging.participant import Money
+from checkout_payment.commands import Charge
 from checkout_payment.storage.tables import VOIDED, ChargeRow, RefundRow
 
 

@@ -10,7 +10,9 @@ hang a request or a consumer forever.
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from typing import Final
+
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from checkout_kit.settings import DatabaseSettings
@@ -57,3 +59,18 @@ async def ping(engine: AsyncEngine) -> None:
     """Run ``SELECT 1`` on a pooled connection; raise if PostgreSQL cannot answer (readiness)."""
     async with engine.connect() as connection:
         await connection.execute(text("SELECT 1"))
+
+
+NAMING_CONVENTION: Final[dict[str, str]] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+"""Constraint and index names every service's MetaData uses, so migrations name them alike."""
+
+
+def service_metadata() -> MetaData:
+    """A MetaData with the platform's naming convention (tables carry no schema: search_path decides)."""
+    return MetaData(naming_convention=NAMING_CONVENTION)

@@ -21,7 +21,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -29,19 +28,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
 
+from checkout_kit.db import service_metadata
 from checkout_kit.inbox import inbox_table
 from checkout_kit.outbox import outbox_table
 from checkout_orchestrator.domain.state import SagaState
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = service_metadata()
 
 STATE_LENGTH: Final = 32
 _STATES: Final = ", ".join(f"'{state.value}'" for state in SagaState)

@@ -10,23 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from sqlalchemy import DateTime, MetaData, String, func
+from sqlalchemy import DateTime, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from checkout_kit.db import service_metadata
 from checkout_kit.outbox import outbox_table
 
 IDEMPOTENCY_KEY_MAX = 255
 """Longest ``Idempotency-Key`` accepted (the column's length)."""
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = service_metadata()
 
 outbox = outbox_table(metadata)
 """The kit's outbox, in the gateway's schema: ``CheckoutInitiated`` waits here until published."""

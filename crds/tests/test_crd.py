@@ -1,0 +1,447 @@
+"""The CheckoutPlatform CRD against the real kube-apiserver: schema, defaults, printer columns, CEL rules."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+CRD_FILE = ROOT / "crds" / "checkoutplatforms.checkout.platform.io.yaml"
+EXAMPLE_FILE = ROOT / "examples" / "checkoutplatform.yaml"
+CRD_NAME = "checkoutplatforms.checkout.platform.io"
+API_VERSION = "checkout.platform.io/v1alpha1"
+
+MINIMAL_SPEC: dict[str, Any] = {
+    "kafka": {"bootstrapServers": ["127.0.0.1:19092"]},
+    "postgres": {"host": "127.0.0.1", "database": "checkout", "adminSecretRef": {"name": "checkout-postgres-admin"}},
+}
+ALL_SERVICES = ["gateway-bff", "checkout-orchestrator", "inventory", "payment", "order", "cart"]
+DELETE = object()
+
+
+class Kube:
+    """kubectl bound to the stack's kubeconfig; every call is bounded in time."""
+
+    def __init__(self, binary: Path, kubeconfig: Path) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    def run(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(self.binary), f"--kubeconfig={self.kubeconfig}", "--request-timeout=30s", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+
+    def ok(self, *args: str, stdin: str | None = None) -> str:
+        result = self.run(*args, stdin=stdin)
+        assert result.returncode == 0, f"kubectl {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def rejected(self, *args: str, stdin: str | None = None) -> str:
+        result = self.run(*args, stdin=stdin)
+        assert result.returncode != 0, f"kubectl {' '.join(args)} was accepted: {result.stdout}"
+        return result.stderr
+
+
+def platform(name: str, namespace: str, spec: dict[str, Any]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": API_VERSION,
+            "kind": "CheckoutPlatform",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": spec,
+        }
+    )
+
+
+def merged(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``patch`` into a copy of ``base``; a DELETE value removes the key."""
+    out = copy.deepcopy(base)
+    for key, value in patch.items():
+        if value is DELETE:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@pytest.fixture(scope="module")
+def kube(kubectl: Path, kubeconfig: Path) -> Kube:
+    k = Kube(kubectl, kubeconfig)
+    k.ok("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
+    k.ok("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    return k
+
+
+@pytest.fixture(scope="module")
+def namespace(kube: Kube) -> Iterator[str]:
+    name = f"crd-test-{uuid.uuid4().hex[:8]}"
+    kube.ok("create", "namespace", name)
+    yield name
+    kube.ok("delete", "namespace", name, "--wait=false")
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    return lambda stem: f"{stem}-{uuid.uuid4().hex[:6]}"
+
+
+def get(kube: Kube, namespace: str, name: str) -> dict[str, Any]:
+    return json.loads(kube.ok("-n", namespace, "get", "checkoutplatforms", name, "-o", "json"))
+
+
+def test_crd_is_established_with_short_name_and_status_subresource(kube: Kube) -> None:
+    crd = json.loads(kube.ok("get", "crd", CRD_NAME, "-o", "json"))
+    assert crd["spec"]["names"]["shortNames"] == ["cop"]
+    assert crd["spec"]["scope"] == "Namespaced"
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"] == {"status": {}}
+    conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
+    assert conditions["Established"] == "True"
+    assert conditions["NamesAccepted"] == "True"
+    assert "cop" in kube.ok("api-resources", "--api-group=checkout.platform.io")
+
+
+def test_minimal_spec_gets_every_default(kube: Kube, namespace: str, unique: Callable[[str], str]) -> None:
+    name = unique("minimal")
+    kube.ok("apply", "--server-side", "-f", "-", stdin=platform(name, namespace, MINIMAL_SPEC))
+    spec = get(kube, namespace, name)["spec"]
+    assert spec == {
+        "kafka": {
+            "bootstrapServers": ["127.0.0.1:19092"],
+            "topicPrefix": "checkout",
+            "defaults": {"partitions": 3, "replicationFactor": 1, "minInsyncReplicas": 1},
+        },
+        "postgres": {
+            "host": "127.0.0.1",
+            "port": 5432,
+            "database": "checkout",
+            "adminSecretRef": {"name": "checkout-postgres-admin", "usernameKey": "username", "passwordKey": "password"},
+        },
+        "services": {},
+        "tracing": {"samplingRatio": 1},
+        "metrics": {"serviceMonitor": False},
+        "deletionPolicy": "Retain",
+    }
+
+
+def test_example_applies_and_defaults_are_filled_in(kube: Kube, namespace: str) -> None:
+    example = yaml.safe_load(EXAMPLE_FILE.read_text())
+    kube.ok("-n", namespace, "apply", "--server-side", "-f", str(EXAMPLE_FILE))
+    spec = get(kube, namespace, example["metadata"]["name"])["spec"]
+    assert spec["kafka"]["bootstrapServers"] == ["127.0.0.1:19092"]
+    assert spec["postgres"]["host"] == "127.0.0.1"
+    assert spec["postgres"]["port"] == 15432
+    assert spec["postgres"]["adminSecretRef"]["name"] == "checkout-postgres-admin"
+    assert spec["postgres"]["adminSecretRef"]["usernameKey"] == "username"
+    assert spec["kafka"]["topics"]["checkout-events"] == {"partitions": 6}
+    # Defaults fill what the example leaves out, service by service.
+    assert spec["services"]["inventory"] == {"enabled": True, "replicas": 1}
+    assert spec["services"]["order"] == {"enabled": True, "replicas": 1}
+    assert spec["services"]["payment"]["replicas"] == 1
+    assert spec["services"]["cart"] == {"enabled": False, "replicas": 1}
+    assert spec["services"]["gateway-bff"]["enabled"] is True
+    assert spec["tracing"]["samplingRatio"] == 0.5
+    assert spec["deletionPolicy"] == "Retain"
+
+
+def test_printer_columns_show_conditions(kube: Kube, namespace: str, unique: Callable[[str], str]) -> None:
+    name = unique("columns")
+    kube.ok("apply", "--server-side", "-f", "-", stdin=platform(name, namespace, MINIMAL_SPEC))
+    header = kube.ok("-n", namespace, "get", "cop", name).splitlines()[0].split()
+    assert header == ["NAME", "READY", "TOPICS", "DATABASE", "WORKLOADS", "AGE"]
+
+    def condition(kind: str, status: str, reason: str) -> dict[str, Any]:
+        return {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": f"{kind} is {status}",
+            "lastTransitionTime": "2025-01-01T00:00:00Z",
+            "observedGeneration": 1,
+        }
+
+    status = {
+        "status": {
+            "observedGeneration": 1,
+            "conditions": [
+                condition("Ready", "False", "TopicsNotReady"),
+                condition("TopicsReady", "False", "KafkaUnreachable"),
+                condition("DatabaseReady", "True", "SchemasReady"),
+                condition("WorkloadsReady", "Unknown", "Pending"),
+            ],
+            "topics": [{"name": "checkout.dlq", "partitions": 3, "ready": False, "message": "broker unreachable"}],
+            "services": [{"name": "payment", "replicas": 1, "readyReplicas": 0, "message": "rolling out"}],
+        }
+    }
+    kube.ok("-n", namespace, "patch", "cop", name, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+    row = kube.ok("-n", namespace, "get", "cop", name, "--no-headers").split()
+    assert row[:5] == [name, "False", "False", "True", "Unknown"]
+    wide = kube.ok("-n", namespace, "get", "cop", name, "-o", "wide").splitlines()
+    assert wide[0].split() == ["NAME", "READY", "TOPICS", "DATABASE", "WORKLOADS", "PREFIX", "REASON", "AGE"]
+    assert wide[1].split()[5:7] == ["checkout", "TopicsNotReady"]
+    # The status schema is enforced too: a condition status outside True/False/Unknown is refused.
+    bad = {"status": {"conditions": [condition("Ready", "Maybe", "Whatever")]}}
+    error = kube.rejected(
+        "-n", namespace, "patch", "cop", name, "--subresource=status", "--type=merge", "-p", json.dumps(bad)
+    )
+    assert "status.conditions[0].status" in error
+    assert 'Unsupported value: "Maybe"' in error
+
+
+INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
+    (
+        "missing-bootstrap-servers",
+        {"kafka": {"bootstrapServers": DELETE}},
+        ["spec.kafka.bootstrapServers", "Required value"],
+    ),
+    (
+        "empty-bootstrap-servers",
+        {"kafka": {"bootstrapServers": []}},
+        ["spec.kafka.bootstrapServers", "at least 1 items"],
+    ),
+    (
+        "bootstrap-server-without-port",
+        {"kafka": {"bootstrapServers": ["kafka"]}},
+        ["spec.kafka.bootstrapServers[0]", "should match"],
+    ),
+    (
+        "bootstrap-server-port-out-of-range",
+        {"kafka": {"bootstrapServers": ["kafka:70000"]}},
+        ["spec.kafka.bootstrapServers[0]", "port in 1..65535"],
+    ),
+    ("bad-topic-prefix", {"kafka": {"topicPrefix": "bad prefix!"}}, ["spec.kafka.topicPrefix", "should match"]),
+    ("topic-prefix-too-long", {"kafka": {"topicPrefix": "p" * 201}}, ["spec.kafka.topicPrefix", "Too long"]),
+    (
+        "default-partitions-zero",
+        {"kafka": {"defaults": {"partitions": 0}}},
+        ["spec.kafka.defaults.partitions", "greater than or equal to 1"],
+    ),
+    (
+        "topic-partitions-too-many",
+        {"kafka": {"topics": {"dlq": {"partitions": 1001}}}},
+        ["spec.kafka.topics.dlq.partitions", "less than or equal to 1000"],
+    ),
+    (
+        "default-replication-below-min-insync",
+        {"kafka": {"defaults": {"replicationFactor": 1, "minInsyncReplicas": 2}}},
+        ["spec.kafka.defaults.replicationFactor", "must be >= spec.kafka.defaults.minInsyncReplicas"],
+    ),
+    (
+        "topic-replication-below-default-min-insync",
+        {
+            "kafka": {
+                "defaults": {"replicationFactor": 3, "minInsyncReplicas": 2},
+                "topics": {"dlq": {"replicationFactor": 1}},
+            }
+        },
+        ["spec.kafka.topics", "replicationFactor must be >= the topic's min.insync.replicas"],
+    ),
+    (
+        "topic-replication-below-topic-min-insync",
+        {"kafka": {"topics": {"dlq": {"replicationFactor": 1, "config": {"min.insync.replicas": "2"}}}}},
+        ["spec.kafka.topics", "replicationFactor must be >= the topic's min.insync.replicas"],
+    ),
+    (
+        "negative-retention",
+        {"kafka": {"defaults": {"retentionMs": -2}}},
+        ["spec.kafka.defaults.retentionMs", "greater than or equal to -1"],
+    ),
+    (
+        "unknown-topic-key",
+        {"kafka": {"topics": {"payments": {"partitions": 3}}}},
+        ["spec.kafka.topics", "keys must be one of checkout-events"],
+    ),
+    (
+        "bad-topic-config-key",
+        {"kafka": {"topics": {"dlq": {"config": {"Retention MS": "1"}}}}},
+        ["spec.kafka.topics[dlq].config", "Kafka config names"],
+    ),
+    ("missing-postgres", {"postgres": DELETE}, ["spec.postgres", "Required value"]),
+    ("postgres-port-zero", {"postgres": {"port": 0}}, ["spec.postgres.port", "greater than or equal to 1"]),
+    ("bad-database-name", {"postgres": {"database": "check-out"}}, ["spec.postgres.database", "should match"]),
+    (
+        "bad-secret-name",
+        {"postgres": {"adminSecretRef": {"name": "Not_A_Secret"}}},
+        ["spec.postgres.adminSecretRef.name", "should match"],
+    ),
+    ("unknown-service-key", {"services": {"shipping": {}}}, ["spec.services", "keys must be one of gateway-bff"]),
+    (
+        "all-services-disabled",
+        {"services": {s: {"enabled": False} for s in ALL_SERVICES}},
+        ["spec.services", "at least one service must be enabled"],
+    ),
+    (
+        "negative-replicas",
+        {"services": {"order": {"replicas": -1}}},
+        ["spec.services.order.replicas", "greater than or equal to 0"],
+    ),
+    (
+        "too-many-replicas",
+        {"services": {"order": {"replicas": 101}}},
+        ["spec.services.order.replicas", "less than or equal to 100"],
+    ),
+    (
+        "bad-quantity",
+        {"services": {"payment": {"resources": {"requests": {"cpu": "lots"}}}}},
+        ["spec.services[payment].resources.requests[cpu]", "must be a Kubernetes quantity"],
+    ),
+    (
+        "unknown-resource-name",
+        {"services": {"payment": {"resources": {"limits": {"gpu": "1"}}}}},
+        ["spec.services[payment].resources.limits", "resource names must be cpu, memory or ephemeral-storage"],
+    ),
+    (
+        "requests-above-limits",
+        {"services": {"payment": {"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "512Mi"}}}}},
+        ["spec.services[payment].resources", "requests must not exceed limits"],
+    ),
+    (
+        "bad-env-name",
+        {"services": {"cart": {"env": [{"name": "1BAD-NAME", "value": "x"}]}}},
+        ["spec.services.cart.env[0].name", "should match"],
+    ),
+    (
+        "duplicate-env-name",
+        {"services": {"cart": {"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]}}},
+        ["spec.services[cart].env[1]", "Duplicate value"],
+    ),
+    (
+        "sampling-ratio-above-one",
+        {"tracing": {"samplingRatio": 1.5}},
+        ["spec.tracing.samplingRatio", "must be in [0, 1]"],
+    ),
+    (
+        "bad-otlp-endpoint",
+        {"tracing": {"otlpEndpoint": "localhost:4318"}},
+        ["spec.tracing.otlpEndpoint", "should match"],
+    ),
+    (
+        "otlp-endpoint-not-http",
+        {"tracing": {"otlpEndpoint": "ftp://collector:4318"}},
+        ["spec.tracing.otlpEndpoint", "should match"],
+    ),
+    ("deletion-policy-maybe", {"deletionPolicy": "Maybe"}, ["spec.deletionPolicy", 'Unsupported value: "Maybe"']),
+]
+
+
+@pytest.mark.parametrize(("patch", "expected"), [(p, e) for _, p, e in INVALID], ids=[i for i, _, _ in INVALID])
+def test_invalid_spec_is_rejected_naming_field_and_reason(
+    kube: Kube, namespace: str, unique: Callable[[str], str], patch: dict[str, Any], expected: list[str]
+) -> None:
+    name = unique("invalid")
+    error = kube.rejected("create", "-f", "-", stdin=platform(name, namespace, merged(MINIMAL_SPEC, patch)))
+    for fragment in expected:
+        assert fragment in error, f"{fragment!r} not in: {error}"
+    assert kube.run("-n", namespace, "get", "cop", name).returncode != 0, "a rejected object exists"
+
+
+def test_invalid_table_is_broad() -> None:
+    assert len({i for i, _, _ in INVALID}) == len(INVALID) >= 12
+
+
+VALID_EDGES: list[tuple[str, dict[str, Any]]] = [
+    (
+        "sampling-ratio-integer-bounds",
+        {"tracing": {"samplingRatio": 0, "otlpEndpoint": "https://otel.example:4318/v1"}},
+    ),
+    ("sampling-ratio-one", {"tracing": {"samplingRatio": 1}}),
+    ("ipv6-and-many-bootstrap-servers", {"kafka": {"bootstrapServers": ["[::1]:9092", "kafka-0.kafka:9092"]}}),
+    (
+        "override-replication-meets-default-min-insync",
+        {
+            "kafka": {
+                "defaults": {"replicationFactor": 3, "minInsyncReplicas": 2},
+                "topics": {"dlq": {"replicationFactor": 2}},
+            }
+        },
+    ),
+    (
+        "override-min-insync-in-config",
+        {"kafka": {"topics": {"dlq": {"replicationFactor": 3, "config": {"min.insync.replicas": "3"}}}}},
+    ),
+    (
+        "requests-equal-limits-in-other-units",
+        {
+            "services": {
+                "payment": {
+                    "resources": {
+                        "requests": {"cpu": 1, "memory": "1Gi"},
+                        "limits": {"cpu": "1000m", "memory": "1024Mi"},
+                    }
+                }
+            }
+        },
+    ),
+    ("five-of-six-services-disabled", {"services": {s: {"enabled": s == "cart"} for s in ALL_SERVICES}}),
+    ("zero-replicas", {"services": {"order": {"replicas": 0}}}),
+    ("retention-forever", {"kafka": {"defaults": {"retentionMs": -1}}}),
+]
+
+
+@pytest.mark.parametrize("patch", [p for _, p in VALID_EDGES], ids=[i for i, _ in VALID_EDGES])
+def test_edge_values_are_accepted(
+    kube: Kube, namespace: str, unique: Callable[[str], str], patch: dict[str, Any]
+) -> None:
+    """The rules above are not broader than they say."""
+    kube.ok("create", "-f", "-", stdin=platform(unique("edge"), namespace, merged(MINIMAL_SPEC, patch)))
+
+
+@pytest.fixture
+def existing(kube: Kube, namespace: str, unique: Callable[[str], str]) -> str:
+    name = unique("transition")
+    spec = merged(MINIMAL_SPEC, {"kafka": {"topics": {"checkout-events": {"partitions": 6}}}})
+    kube.ok("create", "-f", "-", stdin=platform(name, namespace, spec))
+    return name
+
+
+def patch_spec(kube: Kube, namespace: str, name: str, spec: dict[str, Any], *, accepted: bool) -> str:
+    args = ("-n", namespace, "patch", "cop", name, "--type=merge", "-p", json.dumps({"spec": spec}))
+    return kube.ok(*args) if accepted else kube.rejected(*args)
+
+
+def test_topic_prefix_is_immutable(kube: Kube, namespace: str, existing: str) -> None:
+    error = patch_spec(kube, namespace, existing, {"kafka": {"topicPrefix": "other"}}, accepted=False)
+    assert "spec.kafka.topicPrefix" in error
+    assert "spec.kafka.topicPrefix is immutable" in error
+    assert get(kube, namespace, existing)["spec"]["kafka"]["topicPrefix"] == "checkout"
+    # Re-stating the same value is fine.
+    patch_spec(kube, namespace, existing, {"kafka": {"topicPrefix": "checkout"}}, accepted=True)
+
+
+def test_topic_partitions_grow_but_never_shrink(kube: Kube, namespace: str, existing: str) -> None:
+    error = patch_spec(
+        kube, namespace, existing, {"kafka": {"topics": {"checkout-events": {"partitions": 5}}}}, accepted=False
+    )
+    assert "spec.kafka.topics" in error
+    assert "must not decrease" in error
+    # Dropping the override would fall back to the default of 3: also a shrink.
+    error = patch_spec(kube, namespace, existing, {"kafka": {"topics": {"checkout-events": None}}}, accepted=False)
+    assert "must not decrease" in error
+    # Lowering the default shrinks every topic that uses it.
+    error = patch_spec(kube, namespace, existing, {"kafka": {"defaults": {"partitions": 2}}}, accepted=False)
+    assert "must not decrease" in error
+    assert get(kube, namespace, existing)["spec"]["kafka"]["topics"]["checkout-events"]["partitions"] == 6
+
+    patch_spec(kube, namespace, existing, {"kafka": {"topics": {"checkout-events": {"partitions": 12}}}}, accepted=True)
+    patch_spec(kube, namespace, existing, {"kafka": {"topics": {"dlq": {"partitions": 4}}}}, accepted=True)
+    kafka = get(kube, namespace, existing)["spec"]["kafka"]
+    assert kafka["topics"]["checkout-events"]["partitions"] == 12
+    assert kafka["topics"]["dlq"]["partitions"] == 4

@@ -329,7 +329,9 @@ class Client:
 
     def __init__(self, platform: SagaPlatform) -> None:
         self.platform = platform
-        self.http = httpx.Client(timeout=15)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive closes them server-side,
+        # so a reused connection is never one the server is closing (that race is a ReadError).
+        self.http = httpx.Client(timeout=15, limits=httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S))
 
     def close(self) -> None:
         """Close the connections."""
@@ -409,6 +411,23 @@ def net_charge(payments: Sequence[Mapping[str, Any]]) -> int:
     return sum(int(p["net_amount_minor"]) for p in payments)
 
 
+KEEPALIVE_EXPIRY_S = 2.0
+"""Below uvicorn's keep-alive timeout (5 s)."""
+
+
+async def initiate_with_retries(http: httpx.AsyncClient, body: Mapping[str, Any], attempts: int = 3) -> httpx.Response:
+    """POST an initiate with an Idempotency-Key, retrying transport errors: the key makes a retry safe."""
+    headers = {"Idempotency-Key": f"e2e-{uuid.uuid4()}"}
+    for attempt in range(1, attempts + 1):
+        try:
+            return await http.post("/api/checkout/initiate", json=body, headers=headers)
+        except httpx.TransportError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
+
+
 async def run_concurrently(
     platform: SagaPlatform, bodies: Sequence[Mapping[str, Any]], timeout_s: float
 ) -> tuple[list[dict[str, Any]], float]:
@@ -417,10 +436,10 @@ async def run_concurrently(
     The polls go in rounds over the sagas still pending (at most 20 requests in flight), so
     watching does not load the platform more than the checkouts themselves.
     """
-    limits = httpx.Limits(max_connections=len(bodies) + 10)
+    limits = httpx.Limits(max_connections=len(bodies) + 10, keepalive_expiry=KEEPALIVE_EXPIRY_S)
     async with httpx.AsyncClient(base_url=platform.bff_url, timeout=30, limits=limits) as http:
         began = time.monotonic()
-        responses = await asyncio.gather(*(http.post("/api/checkout/initiate", json=body) for body in bodies))
+        responses = await asyncio.gather(*(initiate_with_retries(http, body) for body in bodies))
         for response in responses:
             assert response.status_code == 202, response.text
         saga_ids = [r.json()["saga_id"] for r in responses]
@@ -430,7 +449,10 @@ async def run_concurrently(
 
         async def poll(saga_id: str) -> None:
             async with gate:
-                response = await http.get(f"/api/checkout/{saga_id}")
+                try:
+                    response = await http.get(f"/api/checkout/{saga_id}")
+                except httpx.TransportError:
+                    return  # a GET is safe to repeat: the next round asks again
             if response.status_code == 200 and response.json()["status"] in TERMINAL:
                 final[saga_id] = response.json()
             elif response.status_code not in (200, 502, 503, 504):

@@ -34,7 +34,7 @@ spec:
     metadata: {labels: {app: smoke}}
     spec:
       containers:
-        - {name: smoke, image: "registry.invalid/smoke:1"}
+        - {name: smoke, image: "checkout-platform/smoke:1"}
 """
 
 

@@ -113,7 +113,7 @@ def test_deployment_gets_two_running_pods_on_kwok_nodes(kubectl: Path, kubeconfi
             "selector": {"matchLabels": {"app": "web"}},
             "template": {
                 "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]},
+                "spec": {"containers": [{"name": "web", "image": "checkout-platform/web:1"}]},
             },
         },
     }

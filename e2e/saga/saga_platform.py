@@ -23,10 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from checkout_stack.processes import owned_processes
 from checkout_stack.settings import REPO_ROOT, ServicesSettings, StackSettings
@@ -265,7 +263,7 @@ def launched(shared: Stack, superuser_dsn: str, bootstrap_servers: str) -> Itera
             leftovers = stack.leftover_processes()
             _kill(leftovers)
             platform.write_timings()
-            asyncio.run(_drop(superuser_dsn, stack.settings.services.database or "", bootstrap_servers, name))
+            stack.services.purge()
             shutil.rmtree(secret.parent, ignore_errors=True)
             shutil.rmtree(stack.settings.run_dir / "pids", ignore_errors=True)
     assert leftovers == [], "processes of the instance outlived `services down`:\n" + "\n".join(leftovers)
@@ -275,22 +273,6 @@ def _kill(leftovers: Sequence[str]) -> None:
     for line in leftovers:
         with contextlib.suppress(ValueError, ProcessLookupError):
             os.kill(int(line.split(":", 1)[0]), signal.SIGKILL)
-
-
-async def _drop(dsn: str, database: str, bootstrap_servers: str, prefix: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await connection.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 def prune_old_instances(keep: int = 3) -> None:

@@ -14,7 +14,6 @@ import socket
 import uuid
 from collections.abc import Iterator
 
-import asyncpg
 import httpx
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -30,22 +29,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def _cleanup(dsn: str, database: str, bootstrap_servers: str, prefix: str) -> None:
-    connection = await asyncpg.connect(dsn)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await connection.close()
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        topics = [t for t in await admin.list_topics() if t.startswith(f"{prefix}.")]
-        if topics:
-            await admin.delete_topics(topics)
-    finally:
-        await admin.close()
 
 
 @pytest.fixture
@@ -80,11 +63,7 @@ def services_stack(local_stack: Stack, postgres_dsn: str, kafka_bootstrap_server
         yield stack
     finally:
         stack.down(["services"])
-        asyncio.run(
-            _cleanup(
-                postgres_dsn, settings.services.database or "", kafka_bootstrap_servers, settings.services.topic_prefix
-            )
-        )
+        stack.services.purge()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -341,6 +341,34 @@ class PlatformServices(Component):
         if _run(create()):
             info(f"created database {database}")
 
+    def purge(self) -> None:
+        """Undo what ``start`` provisioned for this instance: its five topics and its own database.
+
+        The services must be stopped. The shared default database is never dropped: only one
+        configured in ``services.database`` (an isolated instance's) is.
+        """
+        database = self.settings.services.database
+        prefix = self.settings.services.topic_prefix
+
+        async def drop() -> None:
+            if database is not None:
+                connection = await asyncpg.connect(self._need_env()["DATABASE_URL"], timeout=10)
+                try:
+                    await connection.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+                finally:
+                    await connection.close()
+            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap_servers(), client_id="checkout-stack-services")
+            await admin.start()
+            try:
+                existing = set(await admin.list_topics())
+                topics = [name for name in (f"{prefix}.{topic}" for topic in TOPIC_NAMES) if name in existing]
+                if topics:
+                    await admin.delete_topics(topics)
+            finally:
+                await admin.close()
+
+        _run(asyncio.wait_for(drop(), ADMIN_TIMEOUT_S))
+
     def _ensure_topics(self) -> None:
         prefix = self.settings.services.topic_prefix
         names = [f"{prefix}.{topic}" for topic in TOPIC_NAMES]

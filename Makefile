@@ -7,7 +7,7 @@ RUN := $(UV) run --frozen --quiet
 STACK := $(RUN) checkout-stack
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap setup up down status env demo test lint e2e bench chaos proto proto-baseline services
+.PHONY: help bootstrap setup up down status env demo test lint e2e bench chaos proto proto-baseline services operator
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,11 @@ status: ## each component's version, address and health
 
 services: bootstrap ## start the six services against the stack (`checkout-stack services down|status` too)
 	@$(STACK) services up
+
+operator: bootstrap ## run the operator against the local stack (CRD applied, every namespace, standalone)
+	@eval "$$(uv run checkout-stack env)" && kubectl apply --server-side --force-conflicts -f crds/ >/dev/null && \
+	  PEERING__STANDALONE=true WORKLOADS__HELM_BINARY="$$(command -v helm)" METRICS_PORT=18080 HEALTH_PORT=18081 \
+	  uv run python -m checkout_operator
 
 env: ## print export lines that reach the running stack: eval "$$(make -s env)"
 	@$(STACK) env

@@ -445,3 +445,11 @@ def test_topic_partitions_grow_but_never_shrink(kube: Kube, namespace: str, exis
     kafka = get(kube, namespace, existing)["spec"]["kafka"]
     assert kafka["topics"]["checkout-events"]["partitions"] == 12
     assert kafka["topics"]["dlq"]["partitions"] == 4
+
+
+def test_name_too_long_for_the_workload_names_is_rejected(kube: Kube, namespace: str) -> None:
+    """<name>-checkout-orchestrator must fit a Helm release name (53): names are at most 31 characters."""
+    error = kube.rejected("create", "-f", "-", stdin=platform("x" * 32, namespace, MINIMAL_SPEC))
+    assert "metadata.name" in error
+    assert "may not be more than 31" in error or "at most 31" in error or "Too long" in error
+    kube.ok("create", "-f", "-", stdin=platform("x" * 31, namespace, MINIMAL_SPEC))

@@ -133,7 +133,11 @@ The container image.
 */}}
 {{- define "checkout-service.image" -}}
 {{- $repository := default (printf "checkout-platform/%s" .Values.service.name) .Values.image.repository -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repository .Values.image.digest -}}
+{{- else -}}
 {{- printf "%s:%s" $repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
 {{- end }}
 
 {{/*

@@ -1,0 +1,1 @@
+"""CheckoutPlatform operator: kopf handlers delegating to one reconciler per concern."""

@@ -1,0 +1,1 @@
+"""One reconciler per concern: topics (Kafka), database (PostgreSQL), workloads (Kubernetes)."""

@@ -24,6 +24,7 @@ import kopf
 from checkout_operator.context import OperatorContext, build_context
 from checkout_operator.metrics import OperatorMetrics
 from checkout_operator.platform import GROUP, PLURAL, VERSION, delete_pass, reconcile_pass
+from checkout_operator.reconcilers.workloads import PLATFORM_LABEL
 from checkout_operator.settings import OperatorSettings
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,17 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
             return
         if context.seen.get(uid) != _fingerprint(body, operator_settings):
             context.wakeup(uid).set()
+
+    @kopf.on.event("apps", "v1", "deployments", labels={PLATFORM_LABEL: kopf.PRESENT}, registry=registry)
+    def workload_changed(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+        # A Deployment of a platform changed (rolled out, scaled, deleted by hand): look now rather than at
+        # the next timer tick. Our own no-op applies do not change the object, so they wake nothing.
+        context: OperatorContext | None = memo.get("context")
+        if context is None:
+            return
+        for ref in body.metadata.get("ownerReferences") or []:
+            if ref.get("kind") == "CheckoutPlatform" and ref.get("uid") in context.wakeups:
+                context.wakeup(ref["uid"]).set()
 
     @kopf.on.delete(*RESOURCE, registry=registry, id="cleanup")
     async def delete(body: kopf.Body, uid: str, memo: kopf.Memo, retry: int, **_: Any) -> None:

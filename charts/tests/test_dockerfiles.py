@@ -71,11 +71,11 @@ def _service_images() -> list[Image]:
 def _operator_image() -> Image:
     values = yaml.safe_load((OPERATOR_CHART / "values.yaml").read_text())
     return Image(
-        dockerfile="operator/Dockerfile",
+        dockerfile="checkout-operator/Dockerfile",
         dist="checkout-operator",
         package="checkout_operator",
         ports=(values["metrics"]["port"], values["health"]["port"]),
-        sources=("operator/",),
+        sources=("checkout-operator/",),
     )
 
 
@@ -227,7 +227,8 @@ def context_files(source: str) -> list[str]:
 
 def test_every_image_has_its_dockerfile() -> None:
     found = sorted(
-        p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("services/*/Dockerfile"), ROOT / "operator/Dockerfile"]
+        p.relative_to(ROOT).as_posix()
+        for p in [*ROOT.glob("services/*/Dockerfile"), ROOT / "checkout-operator/Dockerfile"]
     )
     assert found == sorted(image.dockerfile for image in IMAGES)
     assert len(IMAGES) == 7
@@ -377,8 +378,8 @@ def test_operator_image_carries_helm_and_the_service_chart_where_the_chart_says(
         ("services/kit/tests/unit/test_settings.py", False),
         ("services/kit/README.md", False),
         ("services/kit/src/checkout_kit/__pycache__/db.cpython-311.pyc", False),
-        ("operator/src/checkout_operator/settings.py", True),
-        ("operator/tests/unit/test_spec.py", False),
+        ("checkout-operator/src/checkout_operator/settings.py", True),
+        ("checkout-operator/tests/unit/test_spec.py", False),
         (".venv/bin/python", False),
         (".run/kubeconfig", False),
         (".git/HEAD", False),

@@ -277,7 +277,8 @@ def test_one_artifact_per_dockerfile_built_from_the_repository_root() -> None:
     artifacts = config()["build"]["artifacts"]
     dockerfiles = {a["docker"]["dockerfile"] for a in artifacts}
     found = {
-        p.relative_to(ROOT).as_posix() for p in [*ROOT.glob("services/*/Dockerfile"), ROOT / "operator" / "Dockerfile"]
+        p.relative_to(ROOT).as_posix()
+        for p in [*ROOT.glob("services/*/Dockerfile"), ROOT / "checkout-operator" / "Dockerfile"]
     }
     assert dockerfiles == found
     assert len(artifacts) == len(found) == 7
@@ -288,7 +289,7 @@ def test_one_artifact_per_dockerfile_built_from_the_repository_root() -> None:
 
 def test_artifact_names_are_the_charts_default_images() -> None:
     images = {a["docker"]["dockerfile"]: a["image"] for a in config()["build"]["artifacts"]}
-    assert images["operator/Dockerfile"] == OPERATOR_IMAGE
+    assert images["checkout-operator/Dockerfile"] == OPERATOR_IMAGE
     chart_values = yaml.safe_load((ROOT / OPERATOR_CHART / "values.yaml").read_text())
     assert chart_values["image"]["repository"] == OPERATOR_IMAGE
     for service in SERVICES:

@@ -71,3 +71,15 @@ def consume_span(
         f"process {topic}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
     ) as span:
         yield span
+
+
+def trace_exemplar() -> dict[str, str] | None:
+    """``{"trace_id": <32 hex>}`` of the current sampled span, for a histogram exemplar; else None.
+
+    Prometheus links a latency sample to the trace that produced it through this label (shown
+    as exemplar dots on Grafana panels, one click to the trace).
+    """
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid or not context.trace_flags.sampled:
+        return None
+    return {"trace_id": format(context.trace_id, "032x")}

@@ -169,8 +169,8 @@ def test_pause_annotation_stops_reconciling_until_removed(
 
     kube.run("-n", namespace, "annotate", "checkoutplatform", "shop", "checkout.platform.io/paused-")
     wait_for("the Deployment to be repaired", lambda: kube.get("deployment", "shop-inventory", namespace))
-    obj = wait_ready(kube, namespace)
-    assert condition(obj, "Paused") is None
+    wait_for("the Paused condition to go", lambda: condition(get(kube, namespace), "Paused") is None)
+    wait_ready(kube, namespace)
 
 
 def test_deletion_blocked_by_an_unreachable_backend_says_so_and_can_be_released(

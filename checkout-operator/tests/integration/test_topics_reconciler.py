@@ -161,6 +161,10 @@ async def test_a_topic_with_more_partitions_than_wanted_is_refused_not_shrunk(
     assert (await reconcile_topics(kafka, CLIENT)).ready
     async with admin_client(kafka_bootstrap_servers) as client:
         await client.create_partitions({f"{prefix}.payment-command": NewPartitions(5)})
+    # The broker serves the change a moment after the controller committed it.
+    await eventually(
+        lambda: describe(kafka_bootstrap_servers, f"{prefix}.payment-command"), lambda d: d.partitions == 5
+    )
 
     outcome = await reconcile_topics(kafka, CLIENT)
 
@@ -221,6 +225,7 @@ async def test_a_config_changed_by_hand_is_reverted(kafka_bootstrap_servers: str
                 )
             ]
         )
+    await eventually(lambda: describe(kafka_bootstrap_servers, dlq), lambda d: "segment.ms" in d.dynamic_configs)
 
     outcome = await reconcile_topics(kafka, CLIENT)
 

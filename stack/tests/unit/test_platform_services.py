@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,13 @@ from checkout_stack import cli
 from checkout_stack.components.platform_services import SERVICES, probe_packages
 from checkout_stack.settings import ServicesSettings, StackSettings
 from checkout_stack.stack import Stack
+
+
+@pytest.fixture(autouse=True)
+def default_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests check the defaults: a stack moved to other ports by the environment must not leak in."""
+    for name in [n for n in os.environ if n.startswith("CHECKOUT_STACK_")]:
+        monkeypatch.delenv(name)
 
 
 def test_a_plain_up_status_and_test_leave_the_services_out() -> None:

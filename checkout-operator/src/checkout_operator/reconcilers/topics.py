@@ -397,6 +397,31 @@ async def _existing(admin: Any, names: Iterable[str], timeout_s: float) -> dict[
     return existing
 
 
+METADATA_POLL_S: Final = 0.1
+
+
+async def _await_metadata(admin: Any, reports: Iterable[TopicReport], timeout_s: float) -> None:
+    """Wait (bounded) until the broker's metadata serves what this pass created or grew.
+
+    CreateTopics and CreatePartitions answer once the controller has committed; the broker that
+    answers Metadata applies the change a moment later (longer on a loaded machine). Without this
+    wait the next pass could find a topic it just created "missing" and try to create it again.
+    """
+    wanted = {
+        str(report.detail["name"]): int(report.detail.get("partitions") or 0)
+        for report in reports
+        if report.detail.get("state") in ("Created", "Updated") and not report.problems
+    }
+    if not wanted:
+        return
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while asyncio.get_running_loop().time() < deadline:
+        existing = await _existing(admin, wanted, timeout_s)
+        if all(name in existing and len(existing[name]["partitions"]) >= n for name, n in wanted.items()):
+            return
+        await asyncio.sleep(METADATA_POLL_S)
+
+
 async def _observe(admin: Any, desired: list[DesiredTopic], timeout_s: float) -> dict[str, ObservedTopic]:
     existing = await _existing(admin, (topic.name for topic in desired), timeout_s)
     if not existing:
@@ -534,6 +559,8 @@ async def reconcile_topics(kafka: KafkaSpec, client: KafkaClientSettings) -> Out
                 report = await _converge(admin, plan, target)
                 lost = next((p for p in report.problems if p.reason == "KafkaUnreachable"), lost)
                 reports.append(report)
+            if lost is None:
+                await _await_metadata(admin, reports, client.timeout_s)
     except _UNREACHABLE as err:
         return Outcome(ready=False, reason="KafkaUnreachable", message=_unreachable(target, err).message, retry=True)
     except KafkaError as err:

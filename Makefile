@@ -7,7 +7,7 @@ RUN := $(UV) run --frozen --quiet
 STACK := $(RUN) checkout-stack
 PYTEST_ARGS ?=
 
-.PHONY: help bootstrap setup up down status env demo test lint e2e bench chaos proto proto-baseline services operator
+.PHONY: help bootstrap setup up down status env demo trace test lint e2e bench chaos proto proto-baseline services operator
 
 help: ## list the verbs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ demo: setup ## the main job: bring everything up, a round trip through it, then 
 	@$(STACK) smoke
 	@$(STACK) services up
 	@$(STACK) demo-checkout
+
+trace: ## the latest checkout's trace as a waterfall + SVG in .run/traces/ (SAGA=<id> or TRACE_ID=<id> to pick one)
+	@$(STACK) trace $(if $(SAGA),--saga-id '$(SAGA)') $(if $(TRACE_ID),--trace-id '$(TRACE_ID)')
 
 test: setup lint ## the whole suite (starts the stack, stops what it started)
 	@$(STACK) test -- $(PYTEST_ARGS)

@@ -210,13 +210,25 @@ def peering_crds(kubectl: Path, kubeconfig: Path) -> None:
         run(kubectl, kc, "wait", "--for=condition=Established", f"crd/{name}", f"--timeout={WAIT_S}s")
 
 
-def ensure_service_monitor_crd(kubectl: Path, kubeconfig: Path) -> bool:
-    """Install a minimal ServiceMonitor CRD unless one is there; True when this call installed it."""
+PROMETHEUS_RULE_CRD = copy.deepcopy(SERVICE_MONITOR_CRD)
+PROMETHEUS_RULE_CRD["metadata"]["name"] = "prometheusrules.monitoring.coreos.com"
+PROMETHEUS_RULE_CRD["spec"]["names"] = {
+    "plural": "prometheusrules",
+    "singular": "prometheusrule",
+    "kind": "PrometheusRule",
+}
+MONITORING_CRDS = {"ServiceMonitor": SERVICE_MONITOR_CRD, "PrometheusRule": PROMETHEUS_RULE_CRD}
+
+
+def ensure_service_monitor_crd(
+    kubectl: Path, kubeconfig: Path, definition: dict[str, Any] = SERVICE_MONITOR_CRD
+) -> bool:
+    """Install a minimal monitoring CRD unless one is there; True when this call installed it."""
     kc = f"--kubeconfig={kubeconfig}"
-    crd = SERVICE_MONITOR_CRD["metadata"]["name"]
+    crd = definition["metadata"]["name"]
     if run(kubectl, kc, "get", "crd", crd, check=False).returncode == 0:
         return False
-    run(kubectl, kc, "create", "-f", "-", stdin=json.dumps(SERVICE_MONITOR_CRD))
+    run(kubectl, kc, "create", "-f", "-", stdin=json.dumps(definition))
     run(kubectl, kc, "wait", "--for=condition=Established", f"crd/{crd}", f"--timeout={WAIT_S}s")
     return True
 
@@ -244,8 +256,10 @@ def test_helm_lint_strict_passes(helm: Path, values: Path | None) -> None:
                 "ClusterKopfPeering",
                 "ClusterRole",
                 "ClusterRoleBinding",
+                *["ConfigMap"] * 4,  # the Grafana dashboards
                 "Deployment",
                 "PodDisruptionBudget",
+                "PrometheusRule",
                 "Service",
                 "ServiceAccount",
                 "ServiceMonitor",
@@ -727,7 +741,11 @@ def test_rendered_manifests_pass_the_real_api_server(
     if label == "namespaced":
         args = [*args, "--set-json", f"watchNamespaces={json.dumps(watched)}"]
     docs = render(helm, *args, "--include-crds", namespace=namespace)
-    installed_crd = bool(by_kind(docs, "ServiceMonitor")) and ensure_service_monitor_crd(kubectl, kubeconfig)
+    installed_crds = [
+        definition["metadata"]["name"]
+        for kind, definition in MONITORING_CRDS.items()
+        if by_kind(docs, kind) and ensure_service_monitor_crd(kubectl, kubeconfig, definition)
+    ]
     try:
         stream = "\n---\n".join(yaml.safe_dump(d) for d in docs)
         result = run(
@@ -739,8 +757,8 @@ def test_rendered_manifests_pass_the_real_api_server(
             assert sum(a.startswith("role.rbac.authorization.k8s.io/") for a in applied) == 2
             assert sum(a.startswith("kopfpeering.kopf.dev/") for a in applied) == 2
     finally:
-        if installed_crd:
-            run(kubectl, f"--kubeconfig={kubeconfig}", "delete", "crd", SERVICE_MONITOR_CRD["metadata"]["name"])
+        for crd in installed_crds:
+            run(kubectl, f"--kubeconfig={kubeconfig}", "delete", "crd", crd)
 
 
 def test_real_api_server_rejects_a_broken_binding(helm: Path, kubectl: Path, kubeconfig: Path) -> None:

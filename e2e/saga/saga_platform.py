@@ -183,7 +183,8 @@ class SagaPlatform:
         """
         if self.deadlines == dict(deadlines):
             return
-        extra_env = {**self.settings.extra_env, ORCHESTRATOR: orchestrator_env(self.name, deadlines)}
+        kept = {k: v for k, v in self.settings.extra_env.get(ORCHESTRATOR, {}).items() if not k.startswith("SAGA__")}
+        extra_env = {**self.settings.extra_env, ORCHESTRATOR: {**kept, **orchestrator_env(self.name, deadlines)}}
         settings = self.stack.settings.model_copy(
             update={"services": self.settings.model_copy(update={"extra_env": extra_env})}
         )
@@ -206,11 +207,32 @@ def orchestrator_env(name: str, deadlines: Mapping[str, str]) -> dict[str, str]:
     return {**deadlines, "CONSUMER_GROUP": f"{name}.{ORCHESTRATOR}"}
 
 
-def instance_settings(shared: StackSettings, name: str, database: str) -> StackSettings:
-    """Settings of an isolated instance next to the shared stack's PostgreSQL and Kafka."""
+def telemetry_env(name: str, otel: Mapping[str, str] | None) -> dict[str, dict[str, str]]:
+    """Per service: the standard OTEL_* variables, as the chart sets them (``OTEL_SERVICE_NAME`` its own name).
+
+    ``otel`` None leaves the services' tracing as their environment has it (the SDK's defaults).
+    """
+    if otel is None:
+        return {}
+    resource = f"service.namespace=checkout-platform,deployment.environment={name}"
+    return {
+        service: {"OTEL_SERVICE_NAME": service, "OTEL_RESOURCE_ATTRIBUTES": resource, **otel}
+        for service in ("gateway-bff", ORCHESTRATOR, "inventory", "payment", "order", "cart")
+    }
+
+
+def instance_settings(
+    shared: StackSettings, name: str, database: str, otel: Mapping[str, str] | None = None
+) -> StackSettings:
+    """Settings of an isolated instance next to the shared stack's PostgreSQL and Kafka.
+
+    ``otel``: OTEL_* variables every service gets (see :func:`telemetry_env`).
+    """
     ports = free_ports(6)
+    telemetry = telemetry_env(name, otel)
     per_participant_group = {
-        service: {"SERVICE_NAME": f"{name}.{service}"} for service in ("inventory", "payment", "order")
+        service: {"SERVICE_NAME": f"{name}.{service}", **telemetry.get(service, {})}
+        for service in ("inventory", "payment", "order")
     }
     return StackSettings(
         cache_dir=shared.cache_dir,
@@ -231,23 +253,26 @@ def instance_settings(shared: StackSettings, name: str, database: str) -> StackS
             extra_env={
                 # Consumer groups are cluster-wide, not scoped by the topic prefix: ours must not
                 # join (and rebalance) the groups of a dev stack running against the same Kafka.
-                ORCHESTRATOR: orchestrator_env(name, SHORT_DEADLINES),
+                ORCHESTRATOR: {**telemetry.get(ORCHESTRATOR, {}), **orchestrator_env(name, SHORT_DEADLINES)},
                 **per_participant_group,
+                **{service: telemetry[service] for service in ("gateway-bff", "cart") if service in telemetry},
             },
         ),
     )
 
 
 @contextlib.contextmanager
-def launched(shared: Stack, superuser_dsn: str, bootstrap_servers: str) -> Iterator[SagaPlatform]:
+def launched(
+    shared: Stack, superuser_dsn: str, bootstrap_servers: str, *, otel: Mapping[str, str] | None = None
+) -> Iterator[SagaPlatform]:
     """Start an isolated instance, yield it, then stop it and remove its database and topics.
 
     Leaves ``.run/<instance>/`` (logs and ``timings.json``) for inspection; raises at the end if
-    any process of the instance outlived the stop.
+    any process of the instance outlived the stop. ``otel``: OTEL_* variables for every service.
     """
     suffix = uuid.uuid4().hex[:8]
     name = f"e2e-saga-{suffix}"
-    stack = Stack(instance_settings(shared.settings, name, f"e2e_saga_{suffix}"))
+    stack = Stack(instance_settings(shared.settings, name, f"e2e_saga_{suffix}", otel))
     secret = stack.postgres.password_file
     secret.parent.mkdir(parents=True, mode=0o700)
     shutil.copyfile(shared.postgres.password_file, secret)  # reach the shared server as its superuser
@@ -255,9 +280,11 @@ def launched(shared: Stack, superuser_dsn: str, bootstrap_servers: str) -> Itera
     leftovers: list[str] = []
     try:
         platform.restart_services()
+        scrape_targets(shared, platform)
         yield platform
     finally:
         try:
+            forget_scrape_targets(shared, platform)
             platform.stack.down([stack.services.name])
         finally:
             leftovers = stack.leftover_processes()
@@ -267,6 +294,28 @@ def launched(shared: Stack, superuser_dsn: str, bootstrap_servers: str) -> Itera
             shutil.rmtree(secret.parent, ignore_errors=True)
             shutil.rmtree(stack.settings.run_dir / "pids", ignore_errors=True)
     assert leftovers == [], "processes of the instance outlived `services down`:\n" + "\n".join(leftovers)
+
+
+def scrape_targets(shared: Stack, platform: SagaPlatform) -> None:
+    """Have the stack's Prometheus scrape every service of the instance as ``job=<service name>``.
+
+    Each service is listed in a file of its own instance (``<instance>.<service>``), labelled
+    ``platform=<instance>``, so instances side by side do not replace each other's targets.
+    """
+    services = platform.stack.services
+    for service in services.enabled:
+        shared.prometheus.add_targets(
+            service.name,
+            [f"127.0.0.1:{services.port(service)}"],
+            {"platform": platform.name},
+            name=f"{platform.name}.{service.name}",
+        )
+
+
+def forget_scrape_targets(shared: Stack, platform: SagaPlatform) -> None:
+    """Stop scraping the instance's services."""
+    for service in platform.stack.services.enabled:
+        shared.prometheus.remove_targets(f"{platform.name}.{service.name}")
 
 
 def _kill(leftovers: Sequence[str]) -> None:

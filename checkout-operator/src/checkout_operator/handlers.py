@@ -26,6 +26,7 @@ from checkout_operator.metrics import OperatorMetrics
 from checkout_operator.platform import GROUP, PLURAL, VERSION, delete_pass, reconcile_pass
 from checkout_operator.reconcilers.workloads import PLATFORM_LABEL
 from checkout_operator.settings import OperatorSettings
+from checkout_operator.tracing import install_tracing, shutdown_tracing
 
 log = logging.getLogger(__name__)
 FINALIZER = "checkout.platform.io/finalizer"
@@ -79,6 +80,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         configure_kopf(settings, operator_settings)
+        memo.tracer_provider = install_tracing()  # from the operator's own OTEL_* environment
         metrics = OperatorMetrics()
         if operator_settings.metrics_port:
             metrics.serve(operator_settings.metrics_port)
@@ -95,6 +97,7 @@ def build_registry(settings: OperatorSettings) -> kopf.OperatorRegistry:
         context: OperatorContext | None = memo.get("context")
         if context is not None:
             await asyncio.to_thread(context.api.close)
+        await asyncio.to_thread(shutdown_tracing, memo.get("tracer_provider"))
 
     @kopf.daemon(*RESOURCE, registry=registry, id="reconcile", cancellation_timeout=10.0)
     async def reconcile(body: kopf.Body, uid: str, memo: kopf.Memo, **_: Any) -> None:

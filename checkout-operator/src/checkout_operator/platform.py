@@ -21,6 +21,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from checkout_operator import status as st
+from checkout_operator import tracing
 from checkout_operator.context import OperatorContext
 from checkout_operator.credentials import CredentialsError, ensure_service_secret, read_admin
 from checkout_operator.outcome import Outcome
@@ -63,13 +64,15 @@ def backoff_s(ctx: OperatorContext, failures: int) -> float:
 
 async def _timed(ctx: OperatorContext, concern: str, work: Callable[[], Awaitable[Outcome]]) -> Outcome:
     started = time.perf_counter()
-    try:
-        outcome = await work()
-    except Exception:
-        ctx.metrics.reconciles.labels(concern, "error").inc()
-        raise
-    finally:
-        ctx.metrics.duration.labels(concern).observe(time.perf_counter() - started)
+    with tracing.concern_span(concern) as span:
+        try:
+            outcome = await work()
+        except Exception:
+            ctx.metrics.reconciles.labels(concern, "error").inc()
+            raise
+        finally:
+            ctx.metrics.duration.labels(concern).observe(time.perf_counter() - started)
+        tracing.record_outcome(span, outcome)
     ctx.metrics.reconciles.labels(concern, "ready" if outcome.ready else "not_ready").inc()
     if not outcome.ready:
         ctx.metrics.errors.labels(concern, outcome.reason).inc()
@@ -155,7 +158,15 @@ def _announce(
 
 
 async def reconcile_pass(ctx: OperatorContext, body: kopf.Body, failures: int) -> PassResult:
-    """Converge one platform once; write its status; return when to look again."""
+    """Converge one platform once; write its status; return when to look again.
+
+    Traced as ``reconcile <namespace>/<name>`` with a child span per concern (:mod:`checkout_operator.tracing`).
+    """
+    with tracing.platform_span("reconcile", body["metadata"]):
+        return await _reconcile(ctx, body, failures)
+
+
+async def _reconcile(ctx: OperatorContext, body: kopf.Body, failures: int) -> PassResult:
     meta = body["metadata"]
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     generation = int(meta.get("generation") or 0)
@@ -181,6 +192,7 @@ async def reconcile_pass(ctx: OperatorContext, body: kopf.Body, failures: int) -
             await patch_status(ctx, owner, {"conditions": conditions})
         ctx.metrics.set_paused(owner.namespace, owner.name, paused=True)
         ctx.metrics.set_conditions(owner.namespace, owner.name, conditions)
+        tracing.record_pass(paused, interval)
         return PassResult(interval, failed=False)
     ctx.metrics.set_paused(owner.namespace, owner.name, paused=False)
 
@@ -208,6 +220,7 @@ async def reconcile_pass(ctx: OperatorContext, body: kopf.Body, failures: int) -
     ctx.metrics.set_conditions(owner.namespace, owner.name, conditions)
 
     result = _next_pass(ctx, outcomes.values(), failures)
+    tracing.record_pass(ready, result.delay_s)
     log.info(
         "reconciled %s/%s generation %d: Ready=%s (%s); next pass in %.0f s",
         owner.namespace,
@@ -233,7 +246,15 @@ def _next_pass(ctx: OperatorContext, outcomes: Iterable[Outcome], failures: int)
 
 
 async def delete_pass(ctx: OperatorContext, body: kopf.Body, retry: int) -> None:
-    """Clean the backends per ``deletionPolicy``; raise kopf.TemporaryError to retry with backoff."""
+    """Clean the backends per ``deletionPolicy``; raise kopf.TemporaryError to retry with backoff.
+
+    Traced as ``cleanup <namespace>/<name>``.
+    """
+    with tracing.platform_span("cleanup", body["metadata"]):
+        await _delete(ctx, body, retry)
+
+
+async def _delete(ctx: OperatorContext, body: kopf.Body, retry: int) -> None:
     meta = body["metadata"]
     owner = Owner(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
     annotations = dict(meta.get("annotations") or {})

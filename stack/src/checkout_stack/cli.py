@@ -6,8 +6,10 @@ import argparse
 import shlex
 import subprocess
 import sys
+from pathlib import Path
 
 from pydantic import ValidationError
+from rich.console import Console
 from rich.table import Table
 
 from checkout_stack.components.base import Status
@@ -17,6 +19,7 @@ from checkout_stack.demo import run_demo_checkout
 from checkout_stack.processes import memory_by_process
 from checkout_stack.smoke import run_smoke
 from checkout_stack.stack import Stack
+from checkout_stack.trace_view import LATEST_CHECKOUT_RULE, TraceViewError, show_trace
 
 
 def _table(title: str, rows: list[Status], memory: dict[str, int]) -> Table:
@@ -104,6 +107,18 @@ def _test(stack: Stack, pytest_args: list[str]) -> int:
                 console.print("[red]processes left behind:[/red]\n" + "\n".join(leftovers))
 
 
+def _trace(stack: Stack, saga_id: str | None, trace_id: str | None, svg: Path | None) -> int:
+    """`checkout-stack trace`: the waterfall on stdout, the SVG in the run directory (or ``svg``)."""
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+    try:
+        show_trace(
+            stack.jaeger.query_url, stack.settings.run_dir, out, saga_id=saga_id, trace_id=trace_id, svg_path=svg
+        )
+    except TraceViewError as error:
+        raise SystemExit(f"checkout-stack trace: {error}") from error
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="checkout-stack", description=__doc__)
@@ -124,6 +139,26 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("smoke", help="a round trip through every component, printing what it did")
     commands.add_parser(
         "demo-checkout", help="stock two SKUs, run one checkout through the BFF, print its saga (services up first)"
+    )
+    trace = commands.add_parser(
+        "trace",
+        help="the latest checkout's trace (or a saga's, or a trace id's) as a waterfall and an SVG file",
+        description=(
+            "Render one trace from Jaeger's query API as a waterfall: one line per span, indented under its "
+            "parent, with service, start offset and duration in ms and a bar on a common time axis; error spans "
+            "are marked, and so are spans that start before their parent (clock skew: shown as measured). "
+            f"Without an id it shows the latest checkout: {LATEST_CHECKOUT_RULE}."
+        ),
+    )
+    which = trace.add_mutually_exclusive_group()
+    which.add_argument(
+        "--saga-id",
+        metavar="ID",
+        help="the trace with a span tagged checkout.saga.id=ID (of checkout-orchestrator, else gateway-bff)",
+    )
+    which.add_argument("--trace-id", metavar="ID", help="this trace (32 hex digits)")
+    trace.add_argument(
+        "--svg", type=Path, metavar="PATH", help="where to write the SVG (default: .run/traces/<trace-id>.svg)"
     )
     test = commands.add_parser("test", help="up, pytest [ARGS], then stop what this started")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
@@ -148,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
         run_smoke(stack)
     elif args.command == "demo-checkout":
         run_demo_checkout(stack)
+    elif args.command == "trace":
+        return _trace(stack, args.saga_id, args.trace_id, args.svg)
     elif args.command == "test":
         return _test(stack, [a for a in args.pytest_args if a != "--"])
     return 0

@@ -70,6 +70,13 @@ class DeadlineScannerSettings(BaseModel):
     """Sagas handled per scan (one transaction each) before pausing; a full batch is followed at once."""
 
 
+class SagaGaugeSettings(BaseModel):
+    """The gauges a query feeds: sagas in flight by state, stuck sagas (``SAGA_GAUGES__*``)."""
+
+    refresh_interval_s: float = Field(default=10.0, gt=0, le=3_600)
+    """How often the sagas in flight are counted (one aggregate over the non-terminal sagas)."""
+
+
 class OrchestratorSettings(ServiceSettings):
     """Everything the orchestrator reads from its environment."""
 
@@ -85,3 +92,5 @@ class OrchestratorSettings(ServiceSettings):
     """Deadlines and retry bounds of every saga."""
     deadlines: DeadlineScannerSettings = DeadlineScannerSettings()
     """The scanner that fires overdue deadlines."""
+    saga_gauges: SagaGaugeSettings = SagaGaugeSettings()
+    """How often ``checkout_sagas_in_flight`` and ``checkout_sagas_stuck`` are refreshed."""

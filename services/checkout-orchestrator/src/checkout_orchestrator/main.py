@@ -10,12 +10,14 @@ from fastapi import FastAPI
 from checkout_kit.app import Runtime, ServiceSpec
 from checkout_kit.app import create_app as create_service_app
 from checkout_kit.messaging.consumer import TransactionalConsumer
+from checkout_kit.metrics import MessagingMetrics
 from checkout_kit.outbox import OutboxRelay
 from checkout_orchestrator.api import sagas
 from checkout_orchestrator.config import OrchestratorSettings
 from checkout_orchestrator.handlers.deadlines import DeadlineScanner
 from checkout_orchestrator.handlers.events import SagaEventHandler
 from checkout_orchestrator.handlers.outcomes import OutcomeWriter
+from checkout_orchestrator.metrics import SagaGauges, SagaMetrics
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
 """The orchestrator's Alembic directory."""
@@ -29,7 +31,7 @@ def _settings(runtime: Runtime) -> OrchestratorSettings:
 
 
 def _writer(runtime: Runtime) -> OutcomeWriter:
-    return OutcomeWriter(runtime.topics, _settings(runtime).service_name)
+    return OutcomeWriter(runtime.topics, _settings(runtime).service_name, metrics=SagaMetrics.of(runtime.registry))
 
 
 def outbox_relay(runtime: Runtime) -> OutboxRelay:
@@ -41,6 +43,7 @@ def outbox_relay(runtime: Runtime) -> OutboxRelay:
         settings.database,
         settings.outbox,
         application_name=f"{settings.service_name} outbox-relay",
+        metrics=MessagingMetrics.of(runtime.registry),
     )
 
 
@@ -55,6 +58,7 @@ def saga_consumer(runtime: Runtime) -> TransactionalConsumer:
         runtime.publisher,
         settings.kafka,
         settings.service_name,
+        metrics=MessagingMetrics.of(runtime.registry),
     )
 
 
@@ -64,12 +68,28 @@ def deadline_scanner(runtime: Runtime) -> DeadlineScanner:
     return DeadlineScanner(runtime.sessions, _writer(runtime), settings.saga.policy(), settings.deadlines)
 
 
+def saga_gauges(runtime: Runtime) -> SagaGauges:
+    """Counts the sagas in flight and the stuck ones for their gauges, now and then."""
+    settings = _settings(runtime)
+    return SagaGauges(
+        runtime.sessions,
+        SagaMetrics.of(runtime.registry),
+        settings.saga.policy(),
+        settings.saga_gauges.refresh_interval_s,
+    )
+
+
 SPEC: Final = ServiceSpec(
     title="checkout-orchestrator",
     routers=(sagas.router,),
     migrations=MIGRATIONS,
     kafka=True,
-    components={"outbox relay": outbox_relay, "saga consumer": saga_consumer, "deadline scanner": deadline_scanner},
+    components={
+        "outbox relay": outbox_relay,
+        "saga consumer": saga_consumer,
+        "deadline scanner": deadline_scanner,
+        "saga gauges": saga_gauges,
+    },
 )
 """Saga state in its own schema; consumes checkout events; the relay starts first and stops last,
 so commands enqueued by the consumer and the scanner while they finish still leave."""

@@ -82,10 +82,10 @@ def test_nonsense_is_refused(clean_env: pytest.MonkeyPatch, name: str, value: st
         OrchestratorSettings()
 
 
-def test_the_service_runs_its_three_components_relay_first() -> None:
+def test_the_service_runs_its_components_relay_first() -> None:
     assert SPEC.kafka
-    assert list(SPEC.components) == ["outbox relay", "saga consumer", "deadline scanner"]
+    assert list(SPEC.components) == ["outbox relay", "saga consumer", "deadline scanner", "saga gauges"]
 
 
 def test_migrations_have_one_head() -> None:
-    assert script_heads(MIGRATIONS) == ("0001",)
+    assert len(script_heads(MIGRATIONS)) == 1

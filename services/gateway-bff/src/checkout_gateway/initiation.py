@@ -31,7 +31,7 @@ from checkout.v1 import events_pb2, types_pb2
 from checkout_gateway.storage import checkouts
 from checkout_kit import outbox
 from checkout_kit.messaging.envelope import Envelope
-from checkout_kit.telemetry import inject_trace_headers
+from checkout_kit.telemetry import SAGA_ID, inject_trace_headers
 
 
 class KeyReusedError(Exception):
@@ -120,6 +120,8 @@ async def accept(
     winner's saga is returned (or :class:`KeyReusedError` raised if its request differed).
     """
     saga_id = uuid.uuid4()
+    # The request's span carries the saga id: the checkout's trace is found by it (the rest of the saga's spans do too).
+    trace.get_current_span().set_attribute(SAGA_ID, str(saga_id))
     initiated_at = dt.datetime.now(dt.UTC)
     envelope = Envelope(
         message=checkout_initiated(saga_id, order, initiated_at),

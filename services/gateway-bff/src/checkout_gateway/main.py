@@ -13,6 +13,7 @@ from checkout_gateway.config import GatewaySettings
 from checkout_gateway.upstreams import UpstreamError, Upstreams, upstream_error_response
 from checkout_kit.app import Component, Runtime, ServiceSpec
 from checkout_kit.app import create_app as create_service_app
+from checkout_kit.metrics import MessagingMetrics
 from checkout_kit.outbox import OutboxRelay
 
 MIGRATIONS: Final = Path(__file__).parent / "migrations"
@@ -27,6 +28,7 @@ def _outbox_relay(runtime: Runtime) -> OutboxRelay:
         runtime.settings.database,
         runtime.settings.outbox,
         application_name=f"{runtime.settings.service_name} outbox relay",
+        metrics=MessagingMetrics.of(runtime.registry),
     )
 
 

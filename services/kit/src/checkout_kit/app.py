@@ -29,17 +29,18 @@ from typing import Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, FastAPI
-from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
+from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from checkout_kit import db
+from checkout_kit import db, tracing
 from checkout_kit.body_limit import BodyLimitMiddleware
 from checkout_kit.health import Check, Readiness, health_router
 from checkout_kit.messaging.producer import Publisher, start_producer, stop_producer
-from checkout_kit.metrics import HttpMetrics, MetricsMiddleware
+from checkout_kit.metrics import HttpMetrics, MetricsMiddleware, service_registry
 from checkout_kit.migrations import SchemaRevision, require_head
 from checkout_kit.settings import ServiceSettings
+from checkout_kit.telemetry import trace_exemplar
 from checkout_kit.topics import Topics
 
 logger = logging.getLogger(__name__)
@@ -150,10 +151,7 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, *, registry: Collec
     collectors; pass one to share or inspect it in tests.
     """
     if registry is None:
-        registry = CollectorRegistry()
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
-        GCCollector(registry=registry)
+        registry = service_registry()
     app = FastAPI(title=spec.title, version=spec.version, lifespan=_lifespan(spec, settings, registry))
     app.state.registry = registry
     app.include_router(health_router(registry))
@@ -161,7 +159,8 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, *, registry: Collec
         app.include_router(router)
     # Added last = outermost: metrics see every answer, the 413s included.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry, exemplar=trace_exemplar))
+    tracing.instrument_app(app)  # outermost: the metrics middleware runs inside the request's span
     return app
 
 
@@ -252,6 +251,7 @@ def _lifespan(
             engine: AsyncEngine | None = None
             if spec.migrations is not None:
                 engine = db.create_engine(settings.database, application_name=settings.service_name)
+                tracing.instrument_engine(engine)
                 stack.push_async_callback(_stop_within, "database engine", _ignore_grace(engine.dispose), budget)
                 revision = await _schema_at_head(engine, spec.migrations, settings)
                 logger.info("schema %s at head %s", settings.database.db_schema, ", ".join(revision.head))

@@ -28,6 +28,7 @@ from checkout_kit import migrations
 from checkout_kit.db import create_engine
 from checkout_kit.runtime import configure_logging, serve
 from checkout_kit.settings import ServiceSettings
+from checkout_kit.tracing import TracingConfigError
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -77,7 +78,11 @@ def main(
         return 2
     command = args.command or "serve"
     if command == "serve":
-        serve(app_factory, settings)
+        try:
+            serve(app_factory, settings)
+        except TracingConfigError as error:
+            print(f"{prog}: invalid tracing settings in the environment: {error}", file=sys.stderr)
+            return 2
         return 0
     assert migrations_dir is not None  # the parser offers these commands only then
     configure_logging(settings.log_level)

@@ -76,7 +76,9 @@ from checkout_kit.backoff import Backoff, wait_or_stop
 from checkout_kit.failpoints import OUTBOX_AFTER_PUBLISH, Failpoint, FailpointCrash, reach
 from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Delivery, Publisher
+from checkout_kit.metrics import MessagingMetrics, PeriodicRefresh
 from checkout_kit.settings import DatabaseSettings, OutboxSettings
+from checkout_kit.telemetry import PublishSpan
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ CLEANUP_CHUNK: Final = 10_000
 MAX_ERROR_CHARS: Final = 1_000
 LISTEN_RETRY_S: Final = 30.0
 """Pause before reconnecting a failed LISTEN connection (polling covers the gap)."""
+BACKLOG_STOP_GRACE_S: Final = 1.0
+"""How long stopping waits for a backlog query in flight before abandoning it."""
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -187,6 +191,7 @@ class OutboxRelay(BackgroundLoop):
         application_name: str = "outbox-relay",
         listen: bool = True,
         failpoint: Failpoint | None = None,
+        metrics: MessagingMetrics | None = None,
     ) -> None:
         super().__init__("the outbox relay", f"outbox-relay[{database.db_schema}]")
         self.sessions = sessions
@@ -196,17 +201,31 @@ class OutboxRelay(BackgroundLoop):
         self.application_name = application_name
         self.listen = listen
         self.failpoint = failpoint
+        self.metrics = metrics or MessagingMetrics.detached()
+        """Published count, relay latency, backlog (the app's: ``MessagingMetrics.of``)."""
         self.backoff = Backoff(initial_s=0.2, max_s=self.settings.error_backoff_max_s)
+        self._backlog_refresh: PeriodicRefresh | None = None
         self._wake = asyncio.Event()
         self._listener: Any = None
         self._listen_retry_at = 0.0
 
     # lifecycle hooks (see BackgroundLoop)
 
+    async def _open(self) -> None:
+        # Its own loop: a batch stuck on an unreachable broker must not freeze the backlog gauges.
+        self._backlog_refresh = PeriodicRefresh(
+            f"backlog of outbox-relay[{self.database.db_schema}]",
+            self.refresh_backlog,
+            self.settings.backlog_refresh_interval_s,
+        )
+        await self._backlog_refresh.start()
+
     def _interrupt(self) -> None:
         self._wake.set()
 
     async def _close(self) -> None:
+        if self._backlog_refresh is not None:
+            await self._backlog_refresh.stop(BACKLOG_STOP_GRACE_S)
         await self._close_listener()
 
     # the loop
@@ -246,7 +265,14 @@ class OutboxRelay(BackgroundLoop):
         async with self.sessions() as session, session.begin():
             rows = (
                 await session.execute(
-                    select(outbox.c.id, outbox.c.topic, outbox.c.key, outbox.c.headers, outbox.c.payload)
+                    select(
+                        outbox.c.id,
+                        outbox.c.topic,
+                        outbox.c.key,
+                        outbox.c.headers,
+                        outbox.c.payload,
+                        outbox.c.created_at,
+                    )
                     .where(outbox.c.published_at.is_(None))
                     .order_by(outbox.c.seq)
                     .limit(self.settings.batch_size)
@@ -256,8 +282,10 @@ class OutboxRelay(BackgroundLoop):
             if not rows:
                 return BatchResult(0, 0)
             errors = await self._send_all(rows)
+            acked_at = time.time()
             await reach(self.failpoint, OUTBOX_AFTER_PUBLISH)
-            published = [row.id for row, error in zip(rows, errors, strict=True) if error is None]
+            delivered = [row for row, error in zip(rows, errors, strict=True) if error is None]
+            published = [row.id for row in delivered]
             if published:
                 await session.execute(
                     update(outbox)
@@ -280,6 +308,8 @@ class OutboxRelay(BackgroundLoop):
                     first_row.topic,
                     _describe(first_error),
                 )
+        for row in delivered:  # committed as published: counted once, even if a crash re-sends it later
+            self.metrics.published_row(row.topic, row.created_at, acked_at, _header(row.headers, "traceparent"))
         return BatchResult(len(published), len(failed))
 
     async def _send_all(self, rows: Sequence[Any]) -> list[BaseException | None]:
@@ -292,15 +322,20 @@ class OutboxRelay(BackgroundLoop):
             if earlier is not None:
                 outcomes[index] = RuntimeError(f"held back: an earlier row to this topic failed ({_describe(earlier)})")
                 continue
+            # A send span in the trace the row was written in (its stored traceparent), not the relay's.
+            span = PublishSpan(row.topic, row.headers, row.key)
             try:
                 deliveries[index] = await self.publisher.send_record(
                     row.topic,
                     key=row.key.encode() if row.key is not None else None,
                     value=row.payload,
-                    headers=[(name, value.encode()) for name, value in row.headers],
+                    headers=span.headers,
                 )
             except Exception as error:
+                span.failed(error)
                 outcomes[index] = failed_topics[row.topic] = error
+            else:
+                deliveries[index].add_done_callback(span.delivered)
         results = await asyncio.gather(*deliveries.values(), return_exceptions=True)
         for index, result in zip(deliveries, results, strict=True):
             if isinstance(result, BaseException):
@@ -330,8 +365,18 @@ class OutboxRelay(BackgroundLoop):
             log.info("outbox: deleted %d rows published more than %.0fs ago", deleted, older_than_s)
         return deleted
 
+    async def refresh_backlog(self) -> None:
+        """Set the backlog gauges from :meth:`backlog` (run every ``backlog_refresh_interval_s``)."""
+        backlog = await self.backlog()
+        self.metrics.set_backlog(backlog.count, backlog.oldest_age_s)
+
     async def backlog(self) -> Backlog:
-        """Unpublished rows and the age of the oldest (for the outbox backlog metrics)."""
+        """Unpublished rows and the age of the oldest (for the outbox backlog metrics).
+
+        One aggregate over the rows ``ix_outbox_unpublished`` (partial: unpublished rows only)
+        covers, so its cost follows the backlog — a handful of rows normally — never the
+        published rows kept for the retention period.
+        """
         outbox = _table()
         async with self.sessions() as session:
             count, age = (
@@ -391,3 +436,8 @@ class OutboxRelay(BackgroundLoop):
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
+
+
+def _header(headers: Sequence[Sequence[str]], name: str) -> str | None:
+    """A header of a stored row (``[[name, value], ...]``), or None."""
+    return next((value for key, value in headers if key == name), None)

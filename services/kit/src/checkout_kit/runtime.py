@@ -2,8 +2,9 @@
 
 On SIGTERM (Kubernetes stopping the pod) or SIGINT, uvicorn stops accepting connections, lets
 in-flight requests finish for up to ``shutdown_grace_s``, then runs the lifespan's shutdown,
-which stops background components (bounded by the same grace) and closes the clients. The pod's
-``terminationGracePeriodSeconds`` should therefore exceed twice ``shutdown_grace_s``.
+which stops background components (bounded by the same grace) and closes the clients; the last
+spans are flushed after that. The pod's ``terminationGracePeriodSeconds`` should therefore exceed
+twice ``shutdown_grace_s``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from checkout_kit.settings import ServiceSettings
+from checkout_kit.tracing import install_tracing, shutdown_tracing
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
 
@@ -59,10 +61,18 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
 
 
 def serve(app_factory: Callable[[SettingsT], FastAPI], settings: SettingsT) -> None:
-    """Build the app from ``settings`` and serve it until SIGTERM/SIGINT; exit non-zero if startup fails."""
+    """Build the app from ``settings`` and serve it until SIGTERM/SIGINT; exit non-zero if startup fails.
+
+    The process's tracing SDK (from the ``OTEL_*`` variables, see :mod:`checkout_kit.tracing`) is
+    installed before the app is built and flushed once the server and the app's lifespan stopped.
+    """
     configure_logging(settings.log_level)
-    server = uvicorn.Server(uvicorn_config(app_factory(settings), settings))
-    server.run()
+    provider = install_tracing(settings.service_name)
+    try:
+        server = uvicorn.Server(uvicorn_config(app_factory(settings), settings))
+        server.run()
+    finally:
+        shutdown_tracing(provider)
     if server.started is False:
         # uvicorn returns (rather than exits) when the lifespan refused to start, e.g. on a stale schema.
         raise SystemExit(3)

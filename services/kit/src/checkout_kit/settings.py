@@ -47,6 +47,9 @@ class KafkaSettings(BaseModel):
     """First pause before a failed message (or an unreachable dependency) is tried again; it doubles."""
     retry_backoff_max_ms: int = Field(default=30_000, ge=1)
     """Upper bound of that pause."""
+    lag_refresh_interval_s: float = Field(default=10.0, gt=0, le=3_600)
+    """How often each consumer measures its lag (``checkout_consumer_lag``): one ListOffsets request
+    per refresh, plus one OffsetFetch per partition newly assigned to it."""
 
     def common_params(self, service_name: str) -> dict[str, Any]:
         """Parameters every aiokafka client takes."""
@@ -123,6 +126,9 @@ class OutboxSettings(BaseModel):
     """How often published rows older than the retention are deleted."""
     error_backoff_max_s: float = Field(default=30.0, gt=0)
     """Upper bound of the pause after a failed batch (it starts at 0.2 s and doubles)."""
+    backlog_refresh_interval_s: float = Field(default=10.0, gt=0, le=3_600)
+    """How often the relay counts its unpublished rows (``checkout_outbox_backlog``, ``…_oldest_age_seconds``):
+    one query over the partial index of unpublished rows, as long as the backlog is."""
 
 
 class HttpSettings(BaseModel):

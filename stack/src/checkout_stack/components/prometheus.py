@@ -122,19 +122,24 @@ class Prometheus(ProcessComponent):
             raise ValueError(f"job name {job_name!r} must match {_JOB_NAME.pattern} (it names a file)")
         return self.targets_dir / f"{job_name}.json"
 
-    def add_targets(self, job_name: str, targets: list[str], labels: dict[str, str]) -> Path:
+    def add_targets(
+        self, job_name: str, targets: list[str], labels: dict[str, str], *, name: str | None = None
+    ) -> Path:
         """List ``targets`` (``host:port``) to be scraped as job ``job_name``; return the file.
 
         The ``job`` label is set to ``job_name`` (target labels win over the scrape job's name).
+        The file is named after ``name`` (default: the job), so two platforms on one stack can
+        each register their ``gateway-bff`` without replacing the other's; ``remove_targets(name)``
+        forgets them.
         The file is replaced atomically, so Prometheus never reads half of it; it picks the
         change up within the refresh interval and scrapes the targets from then on.
         """
-        path = self.target_file(job_name)
+        path = self.target_file(name or job_name)
         self.targets_dir.mkdir(parents=True, exist_ok=True)
         groups = [{"targets": targets, "labels": {**labels, "job": job_name}}]
         content = json.dumps(groups, indent=2)
         # The temporary name does not match *.json, so discovery never sees it.
-        fd, tmp = tempfile.mkstemp(dir=self.targets_dir, prefix=f".{job_name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.targets_dir, prefix=f".{path.stem}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "w") as out:
                 out.write(content + "\n")
@@ -145,9 +150,9 @@ class Prometheus(ProcessComponent):
             raise
         return path
 
-    def remove_targets(self, job_name: str) -> None:
-        """Stop scraping job ``job_name`` (within the refresh interval)."""
-        self.target_file(job_name).unlink(missing_ok=True)
+    def remove_targets(self, name: str) -> None:
+        """Stop scraping what was added as ``name`` (the job, unless named otherwise; within the refresh interval)."""
+        self.target_file(name).unlink(missing_ok=True)
 
     def check_config(self) -> None:
         """Validate the written configuration (and the target files) with promtool."""

@@ -43,6 +43,17 @@ class Policy:
     max_compensation_attempts: int = 30
     """Sends of one compensation before the saga is closed as FAILED with the compensation unconfirmed."""
 
+    @property
+    def deadline_budget(self) -> dt.timedelta:
+        """How long a saga may run when nobody answers: every forward step's attempts, then every compensation's.
+
+        A saga still running past it is stuck (e.g. CreateOrder, retried without bound, on an order
+        service that is down): the deadlines alone will not end it.
+        """
+        forward = len(FORWARD_STEP) * self.max_attempts * self.step_timeout
+        compensations = sum(1 for step in Step if step.compensation)
+        return forward + compensations * self.max_compensation_attempts * self.compensation_timeout
+
 
 @dataclass(frozen=True)
 class TimelineEntry:
@@ -61,6 +72,8 @@ class Outcome:
     saga: Saga
     commands: list[Message] = field(default_factory=list)
     timeline: list[TimelineEntry] = field(default_factory=list)
+    previous: Saga | None = None
+    """The saga as the rule found it (None for a new one): what the change is measured against."""
 
     @property
     def changed(self) -> bool:
@@ -115,7 +128,7 @@ class _Decision:
     """A working copy of the saga and what has been decided so far."""
 
     def __init__(self, saga: Saga, now: dt.datetime, policy: Policy) -> None:
-        self.outcome = Outcome(copy.deepcopy(saga))
+        self.outcome = Outcome(copy.deepcopy(saga), previous=saga)
         self.now = now
         self.policy = policy
 
@@ -128,10 +141,14 @@ class _Decision:
 
     def move(self, state: SagaState, event: str, detail: str = "") -> None:
         self.saga.state = state
+        if state.terminal and self.saga.finished_at is None:
+            self.saga.finished_at = self.now
         self.note(event, detail)
 
     def send(self, step: Step) -> None:
         attempts = self.saga.pending.get(step, 0) + 1
+        if attempts == 1:
+            self.saga.step_sent_at[step] = self.now
         self.saga.pending[step] = attempts
         self.outcome.commands.append(command_for(self.saga, step))
         timeout = self.policy.compensation_timeout if step.compensation else self.policy.step_timeout
@@ -189,6 +206,7 @@ def start(initiated: events_pb2.CheckoutInitiated, now: dt.datetime, policy: Pol
         created_at=now,
     )
     decision = _Decision(saga, now, policy)
+    decision.outcome.previous = None  # a new saga: there was none before
     decision.note("CheckoutInitiated")
     if not saga.lines or any(line.quantity < 1 for line in saga.lines):
         decision.fail(FailureCode.FAILURE_CODE_INVALID_REQUEST, "a checkout needs at least one line of quantity ≥ 1")

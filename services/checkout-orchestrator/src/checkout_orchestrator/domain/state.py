@@ -78,8 +78,17 @@ class Saga:
     """Steps awaiting a reply → how many times the command was sent."""
     done: set[Step] = field(default_factory=set)
     """Steps whose reply arrived (compensations are never sent twice once confirmed)."""
+    step_sent_at: dict[Step, dt.datetime] = field(default_factory=dict)
+    """When each pending step's command was first sent (re-sends keep it): where the step's latency starts."""
     deadline_at: dt.datetime | None = None
     """When the earliest pending step times out (None when nothing is pending)."""
     cart_id: str | None = None
     created_at: dt.datetime | None = None
     updated_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+    """When the saga first reached a terminal state; a late reply reopening a FAILED saga keeps it."""
+    trace_context: dict[str, str] = field(default_factory=dict)
+    """W3C trace context (``traceparent``, ``tracestate``) of the saga's latest transition.
+
+    Not the rules' business: carried so that what the deadline scanner does later (a re-sent
+    command, a compensation) continues the checkout's trace instead of starting one of its own."""

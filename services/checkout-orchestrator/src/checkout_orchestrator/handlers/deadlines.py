@@ -8,6 +8,10 @@ saga, its timeline and the commands in ONE transaction per saga, then claims the
 handled (unreadable row, a bug) is logged and set aside for ``QUARANTINE_S``, the others still
 fire — the most overdue saga failing must not block every deadline behind it.
 
+Each fired deadline is a ``deadline <STATE>`` span continuing the trace context stored with the
+saga (:mod:`checkout_orchestrator.handlers.spans`): the re-sent command or the compensation is
+part of the checkout's trace, not a trace of the scanner's own.
+
 Several replicas may scan at once: a claimed saga is locked, the others skip it. A reply being
 applied at the same moment is caught by the version check (whichever commits second retries).
 Deadlines are compared with this process's clock, the same that set them.
@@ -28,6 +32,7 @@ from checkout_orchestrator.config import DeadlineScannerSettings
 from checkout_orchestrator.domain import rules
 from checkout_orchestrator.handlers.events import Clock, utc_now
 from checkout_orchestrator.handlers.outcomes import OutcomeWriter
+from checkout_orchestrator.handlers.spans import deadline_span, transition_span
 from checkout_orchestrator.storage import sagas
 from checkout_orchestrator.storage.sagas import UnreadableSagaError
 
@@ -103,11 +108,13 @@ class DeadlineScanner(BackgroundLoop):
                     if saga is None:
                         return fired
                     claimed = saga.saga_id
-                    outcome = rules.on_deadline(saga, now, self.policy)
-                    if not outcome.changed:  # not overdue by the rules' reckoning: do not claim it again now
-                        skip.add(saga.saga_id)
-                        continue
-                    await self.writer.store_change(session, outcome, now)
+                    with deadline_span(saga):  # in the checkout's trace, from the context stored with the saga
+                        outcome = rules.on_deadline(saga, now, self.policy)
+                        if not outcome.changed:  # not overdue by the rules' reckoning: do not claim it again now
+                            skip.add(saga.saga_id)
+                            continue
+                        with transition_span(outcome):
+                            await self.writer.store_change(session, outcome, now)
             except UnreadableSagaError as error:
                 self._set_aside(error.saga_id, skip)
                 log.error("deadline scan: %s; passed over for %.0fs (it needs a look)", error, QUARANTINE_S)

@@ -31,6 +31,7 @@ from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.errors import InvalidMessageError
 from checkout_orchestrator.domain import rules
 from checkout_orchestrator.handlers.outcomes import OutcomeWriter
+from checkout_orchestrator.handlers.spans import label_event, transition_span
 from checkout_orchestrator.storage import sagas
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,17 @@ class SagaEventHandler:
             initiated = named
         now = self.clock()
         outcome = rules.start(initiated, now, self.policy)
-        if await self.writer.store_new(session, outcome, now, trace_id=trace_id_of(envelope)):
+        with transition_span(outcome) as span:
+            started = await self.writer.store_new(session, outcome, now, trace_id=trace_id_of(envelope))
+            if not started:
+                span.update_name("saga exists")  # a repeated CheckoutInitiated: nothing was written
+        if started:
             log.info("saga %s started: %s", envelope.saga_id, outcome.saga.state)
         else:
             log.info("saga %s exists already; CheckoutInitiated %s changes nothing", envelope.saga_id, envelope.id)
 
     async def _reply(self, envelope: Envelope, session: AsyncSession) -> None:
+        label_event(envelope.message)
         saga = await sagas.load(session, envelope.saga_id)
         if saga is None:
             raise InvalidMessageError(
@@ -128,6 +134,7 @@ class SagaEventHandler:
         if not outcome.changed:
             log.info("saga %s in %s: %s %s changes nothing", saga.saga_id, saga.state, envelope.type, envelope.id)
             return
-        await self.writer.store_change(session, outcome, now)
+        with transition_span(outcome):
+            await self.writer.store_change(session, outcome, now, reply=envelope.message)
         if outcome.saga.state is not saga.state:
             log.info("saga %s: %s → %s on %s", saga.saga_id, saga.state, outcome.saga.state, envelope.type)

@@ -17,6 +17,7 @@ from checkout_kit.outbox import enqueue
 from checkout_kit.telemetry import inject_trace_headers
 from checkout_kit.topics import Topics
 from checkout_orchestrator.domain.rules import Outcome
+from checkout_orchestrator.metrics import SagaMetrics, Transition
 from checkout_orchestrator.storage import sagas
 
 
@@ -34,10 +35,12 @@ def command_topic(topics: Topics, command: Message) -> str:
 class OutcomeWriter:
     """Stores outcomes and sends their commands, addressed so the replies come back to the saga."""
 
-    def __init__(self, topics: Topics, source: str) -> None:
+    def __init__(self, topics: Topics, source: str, *, metrics: SagaMetrics | None = None) -> None:
         self.topics = topics
         self.source = source
         """``ce_source`` of the commands (the service name)."""
+        self.metrics = metrics or SagaMetrics.detached()
+        """Counts what each stored outcome changed, once its transaction commits (the app's: ``SagaMetrics.of``)."""
 
     def envelope(self, saga_id: str, command: Message) -> Envelope:
         """A command's envelope: replies to ``<prefix>.checkout-events``, in the current trace."""
@@ -55,21 +58,27 @@ class OutcomeWriter:
         """Insert a started saga and send its first command; False if the saga existed already (nothing written)."""
         saga = outcome.saga
         saga.updated_at = now
+        saga.trace_context = inject_trace_headers() or saga.trace_context  # where deadlines continue the trace
         if not await sagas.insert_new(session, saga, trace_id=trace_id):
             return False
         await sagas.append_steps(session, saga.saga_id, outcome.timeline)
         await self._send(session, outcome)
+        self.metrics.count_at_commit(session, Transition.of(outcome, now))
         return True
 
-    async def store_change(self, session: AsyncSession, outcome: Outcome, now: dt.datetime) -> None:
-        """Write a changed saga and send its commands.
+    async def store_change(
+        self, session: AsyncSession, outcome: Outcome, now: dt.datetime, *, reply: Message | None = None
+    ) -> None:
+        """Write a changed saga and send its commands (``reply``: the participant's reply it applies, if any).
 
         Raises :class:`~checkout_orchestrator.storage.sagas.SagaConflictError` if the saga changed since it was read.
         """
         outcome.saga.updated_at = now
+        outcome.saga.trace_context = inject_trace_headers() or outcome.saga.trace_context
         await sagas.save(session, outcome.saga)
         await sagas.append_steps(session, outcome.saga.saga_id, outcome.timeline)
         await self._send(session, outcome)
+        self.metrics.count_at_commit(session, Transition.of(outcome, now, reply))
 
     async def _send(self, session: AsyncSession, outcome: Outcome) -> None:
         for command in outcome.commands:

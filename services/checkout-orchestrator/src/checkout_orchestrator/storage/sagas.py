@@ -80,9 +80,14 @@ def to_row(saga: Saga) -> dict[str, Any]:
         "failure_message": saga.failure_message,
         "pending": {step.value: attempts for step, attempts in sorted(saga.pending.items())},
         "done": sorted(step.value for step in saga.done),
+        "step_sent_at": {
+            step.value: at.isoformat() for step, at in sorted(saga.step_sent_at.items()) if step in saga.pending
+        },
         "deadline_at": saga.deadline_at,
         "created_at": saga.created_at,
         "updated_at": saga.updated_at,
+        "finished_at": saga.finished_at,
+        "trace_context": dict(saga.trace_context) or None,
     }
 
 
@@ -104,10 +109,13 @@ def from_row(row: Mapping[Any, Any]) -> Saga:
         failure_message=row["failure_message"],
         pending={Step(step): int(attempts) for step, attempts in row["pending"].items()},
         done={Step(step) for step in row["done"]},
+        step_sent_at={Step(step): dt.datetime.fromisoformat(at) for step, at in row["step_sent_at"].items()},
         deadline_at=row["deadline_at"],
         cart_id=row["cart_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        trace_context=dict(row["trace_context"] or {}),
     )
 
 
@@ -253,3 +261,23 @@ async def search(
         query = query.where(sagas.c.state.in_([state.value for state in states]))
     rows = (await session.execute(query)).mappings().all()
     return [_record(row) for row in rows]
+
+
+async def in_flight(session: AsyncSession, *, started_before: dt.datetime) -> tuple[dict[SagaState, int], int]:
+    """Sagas not yet terminal, by state, and how many of them started before ``started_before``.
+
+    One aggregate restricted to the non-terminal states, which ``ix_sagas_state_created_at``
+    (state, created_at) serves: its cost follows the sagas in flight, not the finished history.
+    """
+    open_states = [state.value for state in SagaState if not state.terminal]
+    rows = await session.execute(
+        select(sagas.c.state, func.count(), func.count().filter(sagas.c.created_at < started_before))
+        .where(sagas.c.state.in_(open_states))
+        .group_by(sagas.c.state)
+    )
+    counts = {state: 0 for state in SagaState if not state.terminal}
+    old = 0
+    for state, count, started_long_ago in rows:
+        counts[SagaState(state)] = int(count)
+        old += int(started_long_ago)
+    return counts, old

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
@@ -50,8 +51,9 @@ from checkout_kit.messaging.codec import PoisonMessageError
 from checkout_kit.messaging.dead_letters import DeadLetters
 from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.metrics import DEAD_LETTERED, DUPLICATE, FAILED, PROCESSED, MessagingMetrics, PeriodicRefresh
 from checkout_kit.settings import KafkaSettings
-from checkout_kit.telemetry import consume_span
+from checkout_kit.telemetry import consume_span, trace_exemplar
 from checkout_kit.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,8 @@ The handler must not commit: the consumer commits once the inbox row and the eff
 
 HANDLER_FAILED: Final = "handler-failed"
 """``dlq_reason`` of a record whose handler kept failing for ``handler_max_attempts`` tries."""
+LAG_STOP_GRACE_S: Final = 1.0
+"""How long stopping waits for a lag measurement in flight (a broker round trip) before abandoning it."""
 OUTAGE_SQLSTATES: Final = ("08", "57P01", "57P02", "57P03", "53300")
 """SQLSTATEs meaning "the database is unreachable or going away", not "this message is bad":
 connection exceptions (class 08), admin/crash shutdown, cannot connect now, too many connections."""
@@ -129,6 +133,7 @@ class TransactionalConsumer(BackgroundLoop):
         inbox_consumer: str | None = None,
         poll_timeout_ms: int = 1_000,
         failpoint: Failpoint | None = None,
+        metrics: MessagingMetrics | None = None,
     ) -> None:
         if not topics:
             raise ValueError("a consumer needs at least one topic")
@@ -140,7 +145,11 @@ class TransactionalConsumer(BackgroundLoop):
         self.settings = settings
         self.service_name = service_name
         self.inbox_consumer = inbox_consumer or group_id
-        self.dead_letters = DeadLetters(publisher, dead_letter_topic or Topics(settings.topic_prefix).dlq, group_id)
+        self.metrics = metrics or MessagingMetrics.detached()
+        """Records consumed by outcome, handling time, lag and dead letters (the app's: ``MessagingMetrics.of``)."""
+        self.dead_letters = DeadLetters(
+            publisher, dead_letter_topic or Topics(settings.topic_prefix).dlq, group_id, metrics=self.metrics
+        )
         self.poll_timeout_ms = poll_timeout_ms
         self.failpoint = failpoint
         self.backoff = Backoff(
@@ -152,6 +161,10 @@ class TransactionalConsumer(BackgroundLoop):
         self._generation = 0
         """Bumped at every revocation: a batch fetched under an older generation is abandoned."""
         self._polling = False
+        self._committed: dict[Any, int] = {}
+        """Committed offset of each owned partition (by this member, or found at assignment): the lag's base."""
+        self._lag: PeriodicRefresh | None = None
+        self._lag_reported: set[Any] = set()
 
     # lifecycle hooks (see BackgroundLoop)
 
@@ -165,12 +178,20 @@ class TransactionalConsumer(BackgroundLoop):
             await kafka.stop()
             raise
         self._kafka = kafka
+        self._lag = PeriodicRefresh(
+            f"lag of consumer {self.group_id}", self._measure_lag, self.settings.lag_refresh_interval_s
+        )
+        await self._lag.start()
 
     def _interrupt(self) -> None:
         if self._polling and self._task is not None:
             self._task.cancel()  # idle in a fetch: nothing is in flight
 
     async def _close(self) -> None:
+        if self._lag is not None:
+            await self._lag.stop(LAG_STOP_GRACE_S)
+            self.metrics.set_lag({}, dropped=[(tp.topic, tp.partition) for tp in self._lag_reported])
+            self._lag_reported = set()
         if self._kafka is not None:
             await self._kafka.stop()
 
@@ -241,6 +262,7 @@ class TransactionalConsumer(BackgroundLoop):
                     try:
                         dead_letter = await self._apply(record)
                     except Exception as error:
+                        self.metrics.consumed_record(record.topic, FAILED)
                         if is_outage(error):
                             outage_failures += 1
                             log.warning(
@@ -277,6 +299,7 @@ class TransactionalConsumer(BackgroundLoop):
                         outage_failures += 1
                         log.warning("consumer %s: cannot reach the DLQ (%s)", self.group_id, _describe(error))
                     else:
+                        self.metrics.consumed_record(record.topic, DEAD_LETTERED)
                         await self._commit(record)
                         return True
             await wait_or_stop(self._stopping, self.backoff.delay(max(handler_failures, outage_failures)))
@@ -284,8 +307,10 @@ class TransactionalConsumer(BackgroundLoop):
     async def _apply(self, record: Any) -> tuple[str, str] | None:
         """Run the record's transaction; return ``(reason, detail)`` if it must be dead-lettered.
 
-        Raises whatever a retry might fix (the transaction is rolled back).
+        Raises whatever a retry might fix (the transaction is rolled back). Counts the record
+        ``processed`` or ``duplicate`` once its transaction committed, with the time it took.
         """
+        started = time.perf_counter()
         try:
             envelope = Envelope.from_record(record.key, record.value, record.headers)
         except PoisonMessageError as poison:
@@ -295,7 +320,8 @@ class TransactionalConsumer(BackgroundLoop):
         ):
             try:
                 async with self.sessions() as session, session.begin():
-                    if await first_delivery(session, self.inbox_consumer, envelope.id):
+                    first = await first_delivery(session, self.inbox_consumer, envelope.id)
+                    if first:
                         await self.handler(envelope, session)
                     else:
                         log.info(
@@ -306,6 +332,9 @@ class TransactionalConsumer(BackgroundLoop):
                         )
             except PoisonMessageError as invalid:
                 return invalid.reason, invalid.detail
+            self.metrics.consumed_record(
+                record.topic, PROCESSED if first else DUPLICATE, time.perf_counter() - started, trace_exemplar()
+            )
         return None
 
     async def _commit(self, record: Any) -> None:
@@ -324,8 +353,45 @@ class TransactionalConsumer(BackgroundLoop):
             log.warning(
                 "consumer %s: offset commit of %s failed (%s); a redelivery may follow", self.group_id, tp, error
             )
+        else:
+            self._committed[tp] = record.offset + 1
+
+    async def _measure_lag(self) -> None:
+        """Set ``checkout_consumer_lag`` of every partition this member owns; forget those it lost.
+
+        Lag = the partition's end offset minus its *committed* offset, not the fetch position:
+        offsets are committed after the database commit, so a record fetched (or being handled)
+        is not done until then, and is delivered again if the process dies first. The end offsets
+        come from one ListOffsets request (under read_committed, the last stable offset); the
+        committed offsets are the ones this member committed, or the group's as found with one
+        OffsetFetch when a partition is first measured after its assignment (the partition's first
+        offset when the group never committed there). A measurement overtaken by a rebalance is
+        dropped; the next one reports the new assignment.
+        """
+        kafka = self._kafka
+        generation = self._generation
+        owned = set(kafka.assignment())
+        lags: dict[tuple[str, int], int] = {}
+        if owned:
+            ends = await kafka.end_offsets(sorted(owned))
+            for tp in owned:
+                committed = self._committed.get(tp)
+                if committed is None:
+                    committed = await kafka.committed(tp)
+                    if committed is None:
+                        committed = (await kafka.beginning_offsets([tp]))[tp]
+                    if generation != self._generation:
+                        return
+                    committed = self._committed.setdefault(tp, committed)  # a commit meanwhile wins
+                lags[(tp.topic, tp.partition)] = max(0, ends[tp] - committed)
+        if generation != self._generation or set(kafka.assignment()) != owned:
+            return
+        self.metrics.set_lag(lags, dropped=[(tp.topic, tp.partition) for tp in self._lag_reported - owned])
+        self._lag_reported = owned
 
     async def _on_revoked(self, revoked: set[Any]) -> None:
         async with self._in_flight:  # wait for the record in flight to commit its offset
             self._generation += 1
+            for tp in revoked:  # its next owner commits from now on: ask the group again if it comes back
+                self._committed.pop(tp, None)
         log.info("consumer %s: revoked %s", self.group_id, sorted(map(str, revoked)))

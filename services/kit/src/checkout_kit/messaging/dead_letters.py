@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Final, Protocol
 
 from checkout_kit.messaging.producer import Publisher
+from checkout_kit.metrics import MessagingMetrics
 
 log = logging.getLogger(__name__)
 
@@ -85,11 +86,15 @@ def dead_letter_headers(
 class DeadLetters:
     """Publishes failed records of one consumer group to the dead-letter topic."""
 
-    def __init__(self, publisher: Publisher, topic: str, consumer_group: str) -> None:
+    def __init__(
+        self, publisher: Publisher, topic: str, consumer_group: str, *, metrics: MessagingMetrics | None = None
+    ) -> None:
         self.publisher = publisher
         self.topic = topic
         """The dead-letter topic (``Topics(prefix).dlq``)."""
         self.consumer_group = consumer_group
+        self.metrics = metrics or MessagingMetrics.detached()
+        """Counts acknowledged dead letters (``checkout_dead_letters_total``)."""
 
     async def send(self, record: FailedRecord, reason: str, detail: str) -> None:
         """Publish the record with its failure and wait for the acknowledgement.
@@ -99,6 +104,7 @@ class DeadLetters:
         """
         headers = dead_letter_headers(record, reason=reason, detail=detail, consumer_group=self.consumer_group)
         await self.publisher.publish_record(self.topic, key=record.key, value=record.value, headers=headers)
+        self.metrics.dead_letters.labels(record.topic, reason).inc()
         log.warning(
             "dead-lettered %s[%d]@%d to %s: %s: %s",
             record.topic,

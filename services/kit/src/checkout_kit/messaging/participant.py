@@ -22,13 +22,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, TypeVar
 
+from google.protobuf.message import Message
+from opentelemetry import trace
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from checkout.v1 import types_pb2
 from checkout_kit.app import Component, ComponentFactory, Runtime
 from checkout_kit.messaging.consumer import Handler, TransactionalConsumer
 from checkout_kit.messaging.envelope import Envelope
 from checkout_kit.messaging.errors import InvalidMessageError
+from checkout_kit.metrics import MessagingMetrics
 from checkout_kit.outbox import OutboxRelay
 from checkout_kit.settings import KAFKA_NAME_PATTERN, ServiceSettings
+from checkout_kit.telemetry import SAGA_STEP
 from checkout_kit.topics import Topics
 
 INVALID_PAYLOAD: Final = "invalid-payload"
@@ -135,6 +141,25 @@ def reply_topic(envelope: Envelope, default: str) -> str:
     return envelope.reply_to
 
 
+def saga_step(message: Message) -> str:
+    """The saga step a command performs, as the orchestrator names it: ``ReserveInventory`` → ``reserve_inventory``."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(message).__name__).lower()
+
+
+def traced_step(handler: Handler) -> Handler:
+    """``handler``, labelling the consumer's span with the step it performs (:data:`~checkout_kit.telemetry.SAGA_STEP`).
+
+    The span already carries the saga id (:func:`~checkout_kit.telemetry.consume_span`); the saga's
+    state is the orchestrator's to know, and its transition spans carry it.
+    """
+
+    async def handle(envelope: Envelope, session: AsyncSession) -> None:
+        trace.get_current_span().set_attribute(SAGA_STEP, saga_step(envelope.message))
+        await handler(envelope, session)
+
+    return handle
+
+
 def outbox_relay(runtime: Runtime) -> Component:
     """Publishes the replies the command handler enqueued."""
     settings = runtime.settings
@@ -144,6 +169,7 @@ def outbox_relay(runtime: Runtime) -> Component:
         settings.database,
         settings.outbox,
         application_name=f"{settings.service_name} outbox-relay",
+        metrics=MessagingMetrics.of(runtime.registry),
     )
 
 
@@ -169,11 +195,12 @@ def command_components(
         return TransactionalConsumer(
             [command_topic(runtime.topics)],
             settings.service_name,
-            handler(runtime, settings),
+            traced_step(handler(runtime, settings)),
             runtime.sessions,
             runtime.publisher,
             settings.kafka,
             settings.service_name,
+            metrics=MessagingMetrics.of(runtime.registry),
         )
 
     return {"outbox-relay": outbox_relay, "command-consumer": command_consumer}

@@ -78,13 +78,20 @@ def otel_env(otlp_endpoint: str) -> dict[str, str]:
     }
 
 
-def drive_checkouts(platform: SagaPlatform) -> list[dict[str, object]]:
+def drive_checkouts(platform: SagaPlatform, prometheus_query: PrometheusQuery) -> list[dict[str, object]]:
     """One of each ending, twice, a scrape apart, so rates have two points: completed, declined, out of
     stock (a business outcome) and a payment that never answers (deadline exceeded: the platform's fault)."""
     client = Client(platform)
     finals = []
     try:
-        for _ in range(2):
+        for batch in range(2):
+            if batch:
+                # The first batch's endings must be in a sample before the second batch changes them,
+                # or a counter series born during the run shows no increase to rate().
+                prometheus_query.wait_for(
+                    f'checkout_sagas_failed_total{{platform="{platform.name}", reason="deadline_exceeded"}}',
+                    timeout_s=120,
+                )
             saga_ids = [
                 client.start(checkout_body({"OBS-HAPPY": 1})),
                 client.start(checkout_body({"OBS-HAPPY": 2})),
@@ -212,7 +219,7 @@ def observed(
             kube, kubeconfig, helm, pg, kafka_bootstrap_servers, prometheus, platform.name
         ) as (operator, namespace, name):
             answer_a_5xx(platform)
-            finals = drive_checkouts(platform)
+            finals = drive_checkouts(platform, prometheus_query)
             assert {str(f["status"]) for f in finals} == {"COMPLETED", "FAILED"}, finals
             poison(platform, kafka_bootstrap_servers, prometheus_query)
             yield Observed(platform, operator, namespace, name)

@@ -288,7 +288,17 @@ def test_the_success_sli_sees_the_timed_out_checkouts_and_not_the_declines(
 ) -> None:
     # Of each batch of five: two completed, one declined and one out of stock (business outcomes), one timed out.
     [rule] = [r for r in rules if r.get("record") == "namespace:checkout_sagas_failed_platform:ratio_rate1h"]
-    [platform_failures] = query_with_data(prometheus_query, narrowed(rule["expr"], observed.label))
+    # rate() needs two samples of the deadline_exceeded series that differ: wait for the scrape that saw
+    # the second timed-out saga fail (on a loaded machine it can come after the first data points).
+    try:
+        [platform_failures] = prometheus_query.wait_for(
+            narrowed(rule["expr"], observed.label),
+            lambda result: bool(result) and float(result[0]["value"][1]) > 0,
+            timeout_s=DATA_TIMEOUT_S,
+        )
+    except MetricNotFoundError as error:
+        message = f"the platform-fault SLI never counted the timed-out checkouts:\n{rule['expr']}"
+        raise AssertionError(message) from error
     all_failures = narrowed(
         "sum(rate(checkout_sagas_failed_total[1h])) / sum(rate(checkout_saga_duration_seconds_count[1h]))",
         observed.label,

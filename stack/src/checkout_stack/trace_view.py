@@ -382,6 +382,22 @@ class JaegerTraces:
         )
 
 
+EXPORT_WAIT_S: Final = 8.0
+"""How long to wait for a checkout that just ran: the services export spans in batches every 5 s."""
+
+
+def _latest_checkout_after_export(jaeger: JaegerTraces, wait_s: float) -> Trace:
+    """The latest checkout, waiting up to ``wait_s`` for one still in the services' export batches."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return jaeger.latest_checkout()
+        except TraceViewError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
 # --- layout ------------------------------------------------------------------------------------
 
 
@@ -773,6 +789,7 @@ def show_trace(
     trace_id: str | None = None,
     svg_path: Path | None = None,
     http: httpx.Client | None = None,
+    export_wait_s: float = EXPORT_WAIT_S,
 ) -> Path:
     """``checkout-stack trace``: find the trace, print its waterfall, write the SVG; return its path."""
     jaeger = JaegerTraces(query_url, http=http)
@@ -786,7 +803,7 @@ def show_trace(
                 others = ", ".join(t.trace_id for t in traces[1:])
                 console.print(f"[yellow]{len(traces)} traces carry saga {saga_id}; showing the first, others: {others}")
         else:
-            trace = jaeger.latest_checkout()
+            trace = _latest_checkout_after_export(jaeger, wait_s=export_wait_s)
     finally:
         if http is None:
             jaeger.close()

@@ -65,6 +65,17 @@ def test_values_carry_everything_the_service_needs() -> None:
     assert values["serviceMonitor"] == {"enabled": True}
 
 
+def test_gateway_reaches_the_orchestrator_and_cart_through_their_services() -> None:
+    assert chart_values(OWNER, spec(), "gateway-bff")["upstreams"] == {
+        "orchestratorService": "shop-checkout-orchestrator",
+        "cartService": "shop-cart",
+    }
+    assert chart_values(OWNER, spec(cart={"enabled": False}), "gateway-bff")["upstreams"] == {
+        "orchestratorService": "shop-checkout-orchestrator"
+    }
+    assert "upstreams" not in chart_values(OWNER, spec(), "order")
+
+
 def test_default_image_is_left_to_the_chart() -> None:
     assert "image" not in chart_values(OWNER, spec(), "cart")
 

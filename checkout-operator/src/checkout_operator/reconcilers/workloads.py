@@ -111,6 +111,13 @@ def chart_values(
         "serviceMonitor": {"enabled": spec.metrics.service_monitor},
         "podLabels": {PLATFORM_LABEL: owner.name, SERVICE_LABEL: service},
     }
+    if service == "gateway-bff":
+        # The gateway reads sagas from the orchestrator and proxies carts, through their Services.
+        values["upstreams"] = {
+            f"{key}Service": workload_name(owner.name, upstream)
+            for key, upstream in (("orchestrator", "checkout-orchestrator"), ("cart", "cart"))
+            if spec.service(upstream).enabled
+        }
     if settings.image:
         values["image"] = split_image(settings.image)
     elif default_images and service in default_images:

@@ -156,4 +156,9 @@ class ServiceSettings(BaseSettings):
     shutdown_grace_s: float = Field(default=15.0, ge=0)
     """How long shutdown waits for in-flight work before closing."""
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
-    """Root log level."""
+    """Root log level, any case (``info`` is ``INFO``)."""
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level_any_case(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value

@@ -48,6 +48,19 @@ def test_nested_blocks_are_read_from_the_environment(clean_env: pytest.MonkeyPat
     assert settings.log_level == "DEBUG"
 
 
+@pytest.mark.parametrize(("given", "level"), [("info", "INFO"), (" Warning ", "WARNING"), ("DEBUG", "DEBUG")])
+def test_log_level_is_read_in_any_case(clean_env: pytest.MonkeyPatch, given: str, level: str) -> None:
+    # The example CheckoutPlatform sets LOG_LEVEL=info on the gateway; it must start, not crash-loop.
+    clean_env.setenv("LOG_LEVEL", given)
+    assert ServiceSettings().log_level == level
+
+
+def test_an_unknown_log_level_is_refused(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("LOG_LEVEL", "verbose")
+    with pytest.raises(ValidationError, match="log_level"):
+        ServiceSettings()
+
+
 def test_the_database_password_never_leaks(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("DATABASE__URL", f"postgresql://svc:{SECRET}@db:5432/checkout")
     settings = ServiceSettings()

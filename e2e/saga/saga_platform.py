@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -335,7 +335,7 @@ def prune_old_instances(keep: int = 3) -> None:
 # --- the client's view: gateway and participants over HTTP -----------------------------------
 
 
-def seed_stock(platform: SagaPlatform, stock: Mapping[str, tuple[int, int]] = STOCK) -> None:
+def seed_stock(platform: Reachable, stock: Mapping[str, tuple[int, int]] = STOCK) -> None:
     """``PUT /inventory/{sku}`` for every SKU of the run."""
     with httpx.Client(base_url=platform.url("inventory"), timeout=10) as inventory:
         for sku, (units, price) in stock.items():
@@ -355,10 +355,25 @@ def checkout_body(items: Mapping[str, int], *, card: str = "tok_visa", customer:
     }
 
 
+class Reachable(Protocol):
+    """A running platform as a client reaches it: its services' URLs, and the sagas it accepted."""
+
+    started: list[str]
+
+    def url(self, service: str) -> str:
+        """Base URL of a service (``gateway-bff``, ``inventory`` …)."""
+        ...
+
+    @property
+    def bff_url(self) -> str:
+        """The public API."""
+        ...
+
+
 class Client:
     """What a client and an operator see: the gateway, and each participant's read API."""
 
-    def __init__(self, platform: SagaPlatform) -> None:
+    def __init__(self, platform: Reachable) -> None:
         self.platform = platform
         # Idle connections are dropped before uvicorn's 5 s keep-alive closes them server-side,
         # so a reused connection is never one the server is closing (that race is a ReadError).
@@ -460,7 +475,7 @@ async def initiate_with_retries(http: httpx.AsyncClient, body: Mapping[str, Any]
 
 
 async def run_concurrently(
-    platform: SagaPlatform, bodies: Sequence[Mapping[str, Any]], timeout_s: float
+    platform: Reachable, bodies: Sequence[Mapping[str, Any]], timeout_s: float
 ) -> tuple[list[dict[str, Any]], float]:
     """Initiate every checkout at once, then poll until all are terminal; return them and the wall time.
 

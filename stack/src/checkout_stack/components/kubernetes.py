@@ -9,6 +9,7 @@ kubeconfig (client certificate in system:masters) is written to ``<run_dir>/kube
 
 from __future__ import annotations
 
+import secrets
 import ssl
 import subprocess
 from collections.abc import Callable
@@ -29,6 +30,9 @@ GO_MODULES = REPO_ROOT / "stack" / "go"
 SERVICE_CIDR = "10.0.0.0/24"
 CLUSTER_NAME = "checkout-local"
 """The kube context name; the e2e suite refuses any other context."""
+OWNER_MARKER = ("kube-system", "checkout-e2e-owner")
+"""ConfigMap (namespace, name) marking a cluster as created by our tooling (this stack or e2e/kind/run.sh)."""
+OWNER_CREATED_BY = "checkout-platform-e2e"
 KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_STAGES = ("node/fast", "node/heartbeat", "pod/fast")
 """kwok's own stage sets (from its module at the pinned version): Nodes become Ready and keep a
@@ -386,7 +390,27 @@ class Kubernetes(Component):
         wait_until(
             self._nodes_ready, what=f"{self.ports.fake_nodes} kwok Nodes to be Ready", timeout_s=timeout, process=kwok
         )
+        self.ensure_owner_marker()
         info(f"KUBECONFIG={self.kubeconfig}")
+
+    @property
+    def owner_token_file(self) -> Path:
+        """The token the cluster's owner marker (:data:`OWNER_MARKER`) carries; the e2e suite compares the two."""
+        return self.home / "owner-token"
+
+    def ensure_owner_marker(self) -> None:
+        """Label the cluster as created by this stack, so the e2e suite can refuse any other cluster."""
+        if not self.owner_token_file.exists():
+            self.owner_token_file.write_text(secrets.token_hex(16) + "\n")
+            self.owner_token_file.chmod(0o600)
+        namespace, name = OWNER_MARKER
+        marker = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {"createdBy": OWNER_CREATED_BY, "token": self.owner_token_file.read_text().strip()},
+        }
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump(marker))
 
     def stop(self) -> None:
         """Stop in reverse order of start."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import httpx
 from platform_target import Target
-from saga_platform import CURRENCY, ScenarioRecord
+from saga_platform import CURRENCY, Client, ScenarioRecord, checkout_body
 
 from checkout_invariants import Schemas, snapshot_stock
 from checkout_stack.platform_install import platform_manifest
@@ -179,6 +180,24 @@ class DeployedPlatform:
         pods = self.cluster.list("pods", self.system_namespace, "app.kubernetes.io/name=checkout-operator")
         return [p for p in pods if not p["metadata"].get("deletionTimestamp")]
 
+    def wait_new_operator(self, old: set[str], timeout_s: float = 120) -> str:
+        """Wait until one operator Pod runs that is not one of ``old``, ready (its process, where visible)."""
+        deadline = time.monotonic() + timeout_s
+        seen: object = None
+        while time.monotonic() < deadline:
+            pods = [p for p in self.operator_pods() if p["metadata"]["name"] not in old]
+            if len(pods) == 1 and len(self.operator_pods()) == 1:
+                name = str(pods[0]["metadata"]["name"])
+                processes = self.target.processes(self.system_namespace)
+                ready = processes.get(name, {}).get("ready") if processes is not None else _pod_ready(pods[0])
+                if ready:
+                    return name
+                seen = processes.get(name) if processes is not None else pods[0].get("status")
+            else:
+                seen = [p["metadata"]["name"] for p in self.operator_pods()]
+            time.sleep(0.5)
+        raise AssertionError(f"no new operator Pod ready after {timeout_s:.0f} s; last seen: {seen}")
+
     def install_operator(self, **values: Any) -> float:
         """``helm upgrade --install`` the operator chart (watching the platform's namespace); seconds taken."""
         began = time.monotonic()
@@ -201,6 +220,68 @@ class DeployedPlatform:
         }
         path.write_text(json.dumps(body, indent=2) + "\n")
         return path
+
+
+def _pod_ready(pod: Mapping[str, Any]) -> bool:
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+class Traffic:
+    """Checkouts started at a steady pace in a background thread while something happens to the platform.
+
+    Each initiate carries an Idempotency-Key and is retried with the same key on a transport error or a
+    5xx, as a well-behaved client does, so a hiccup never starts a checkout twice. Every accepted saga is
+    registered with the platform for the invariant check.
+    """
+
+    def __init__(self, platform: DeployedPlatform, sku: str, interval_s: float = 0.25) -> None:
+        self.platform = platform
+        self.sku = sku
+        self.interval_s = interval_s
+        self.saga_ids: list[str] = []
+        self.refused: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
+
+    def __enter__(self) -> Traffic:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=self.platform.bff_url, timeout=15) as http:
+            index = 0
+            while not self._stop.is_set():
+                index += 1
+                body = checkout_body({self.sku: 1}, customer=f"cust_traffic_{index}")
+                key = f"traffic-{uuid.uuid4()}"
+                for attempt in range(6):
+                    try:
+                        response = http.post("/api/checkout/initiate", json=body, headers={"Idempotency-Key": key})
+                    except httpx.TransportError as exc:
+                        said = f"{type(exc).__name__}"
+                    else:
+                        if response.status_code == 202:
+                            saga_id = response.json()["saga_id"]
+                            self.saga_ids.append(saga_id)
+                            self.platform.started.append(saga_id)
+                            break
+                        said = f"{response.status_code} {response.text[:200]}"
+                        if response.status_code < 500:
+                            self.refused.append(said)
+                            break
+                    time.sleep(0.5 * (attempt + 1))
+                else:
+                    self.refused.append(said)
+                self._stop.wait(self.interval_s)
+
+    def settle(self, client: Client, timeout_s: float = 120) -> list[dict[str, Any]]:
+        """Every accepted saga once terminal."""
+        return [client.wait(saga_id, timeout_s=timeout_s) for saga_id in self.saga_ids]
 
 
 async def _admin(dsn: str, *statements: str) -> None:
@@ -314,6 +395,54 @@ def topics(bootstrap: str, prefix: str) -> dict[str, int]:
                 return {}
             described = await admin.describe_topics(names)
             return {d["topic"]: len(d["partitions"]) for d in described if d.get("error_code", 0) == 0}
+        finally:
+            await admin.close()
+
+    return asyncio.run(read())
+
+
+def consumer_group_members(bootstrap: str, group: str, *, expected: int, timeout_s: float = 60) -> list[str]:
+    """The member ids of a consumer group once it has ``expected`` members in a stable state (or at the timeout)."""
+
+    async def describe() -> tuple[str, list[str]]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+        await admin.start()
+        try:
+            (response,) = await admin.describe_consumer_groups([group])
+            (described,) = response.groups
+            # (error_code, group_id, state, protocol_type, protocol, members)
+            state, members = described[2], described[5]
+            return str(state), [str(member[0]) for member in members]
+        finally:
+            await admin.close()
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state, members = asyncio.run(describe())
+        if (state == "Stable" and len(members) == expected) or time.monotonic() > deadline:
+            return members
+        time.sleep(1)
+
+
+def topic_config(bootstrap: str, topic: str, key: str) -> str | None:
+    """One config value of a topic as the broker reports it."""
+
+    async def read() -> str | None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=15000)
+        await admin.start()
+        try:
+            (response,) = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            for resource in response.resources:
+                # (error_code, error_message, resource_type, resource_name, config_entries)
+                for entry in resource[4]:
+                    if entry[0] == key:
+                        return str(entry[1])
+            return None
         finally:
             await admin.close()
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 def test_fifty_concurrent_checkouts_all_complete(platform: DeployedPlatform, client: Client) -> None:
     bodies = [checkout_body({"PE2E-HAPPY": 1}, customer=f"cust_load_{i}") for i in range(50)]
-    final, seconds = asyncio.run(run_concurrently(platform, bodies, timeout_s=120))
+    final, seconds = asyncio.run(run_concurrently(platform, bodies, timeout_s=120, poll_interval_s=1.0))
     outcomes = sorted({outcome(f) for f in final})
     platform.record("50 concurrent checkouts", ", ".join(outcomes), seconds)
     assert outcomes == ["COMPLETED"]

@@ -203,8 +203,9 @@ ORCHESTRATOR: Final = "checkout-orchestrator"
 
 
 def orchestrator_env(name: str, deadlines: Mapping[str, str]) -> dict[str, str]:
-    """The orchestrator's extra environment: its deadlines and a consumer group of the instance's own."""
-    return {**deadlines, "CONSUMER_GROUP": f"{name}.{ORCHESTRATOR}"}
+    """The orchestrator's extra environment: its deadlines (its consumer group is ``<prefix>.<service>``, the
+    instance's own, since the prefix is the instance's name)."""
+    return dict(deadlines)
 
 
 def telemetry_env(name: str, otel: Mapping[str, str] | None) -> dict[str, dict[str, str]]:
@@ -230,10 +231,6 @@ def instance_settings(
     """
     ports = free_ports(6)
     telemetry = telemetry_env(name, otel)
-    per_participant_group = {
-        service: {"SERVICE_NAME": f"{name}.{service}", **telemetry.get(service, {})}
-        for service in ("inventory", "payment", "order")
-    }
     return StackSettings(
         cache_dir=shared.cache_dir,
         run_dir=REPO_ROOT / ".run" / name,
@@ -251,11 +248,10 @@ def instance_settings(
             database=database,
             stop_timeout_s=30,
             extra_env={
-                # Consumer groups are cluster-wide, not scoped by the topic prefix: ours must not
-                # join (and rebalance) the groups of a dev stack running against the same Kafka.
+                # Consumer groups are <prefix>.<service>: with the instance's own prefix they never join
+                # (and rebalance) the groups of a dev stack running against the same Kafka.
+                **telemetry,
                 ORCHESTRATOR: {**telemetry.get(ORCHESTRATOR, {}), **orchestrator_env(name, SHORT_DEADLINES)},
-                **per_participant_group,
-                **{service: telemetry[service] for service in ("gateway-bff", "cart") if service in telemetry},
             },
         ),
     )
@@ -475,7 +471,7 @@ async def initiate_with_retries(http: httpx.AsyncClient, body: Mapping[str, Any]
 
 
 async def run_concurrently(
-    platform: Reachable, bodies: Sequence[Mapping[str, Any]], timeout_s: float
+    platform: Reachable, bodies: Sequence[Mapping[str, Any]], timeout_s: float, *, poll_interval_s: float = 0.1
 ) -> tuple[list[dict[str, Any]], float]:
     """Initiate every checkout at once, then poll until all are terminal; return them and the wall time.
 
@@ -512,7 +508,7 @@ async def run_concurrently(
             if time.monotonic() > deadline:
                 pending = [s for s in saga_ids if s not in final]
                 raise AssertionError(f"{len(pending)} of {len(saga_ids)} sagas not terminal after {timeout_s:.0f}s")
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(poll_interval_s)
         elapsed = time.monotonic() - began
     return [final[s] for s in saga_ids], elapsed
 

@@ -235,11 +235,6 @@ async def test_resource_field_ref_to_an_unset_resource_fails_naming_it() -> None
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="containers._resource returns the quantity as written; the kubelet divides by the divisor "
-    "(default 1) and rounds up: limits.cpu 500m → '1', limits.memory 64Mi → '67108864'",
-)
 @pytest.mark.parametrize(
     ("resource", "limit", "value"), [("limits.cpu", "500m", "1"), ("limits.memory", "64Mi", "67108864")]
 )

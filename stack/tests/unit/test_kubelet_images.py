@@ -129,11 +129,6 @@ env A=overridden
     assert image.env == {"A": "overridden", "B": "two words", "C": "x=y", "D": "4"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images._instructions ends a continuation at a comment line instead of dropping the comment "
-    "(Docker drops comment lines inside a continuation), so the ENV becomes 'A=1 # why B' and fails",
-)
 def test_a_comment_line_inside_a_continuation_is_dropped(tmp_path: Path, venv: Path) -> None:
     repo = _fake_repo(tmp_path, "FROM python:3.11-slim\nENV A=1 \\\n    # why B\n    B=2\n")
 
@@ -170,11 +165,6 @@ def test_copy_from_the_build_context_maps_back_to_the_repository(tmp_path: Path,
     assert image.env["DEMO__CONFIG"] == str(repo / "config" / "app.toml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.load_image maps a COPY destination ending in '/' to the source itself, but Docker puts a "
-    "file source at <dest>/<basename>: /etc/demo/settings.toml maps to <repo>/settings.toml/settings.toml",
-)
 def test_copy_of_a_file_into_a_directory_keeps_its_name(tmp_path: Path, venv: Path) -> None:
     repo = _fake_repo(tmp_path, "FROM python:3.11-slim\nCOPY settings.toml /etc/demo/\n")
     (repo / "settings.toml").touch()
@@ -183,11 +173,6 @@ def test_copy_of_a_file_into_a_directory_keeps_its_name(tmp_path: Path, venv: Pa
     assert image.local_path("/etc/demo/settings.toml") == str(repo / "settings.toml")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="images.load_image expands only the '$PATH' spelling; 'PATH=/app/.venv/bin:${PATH}' keeps a literal "
-    "'${PATH}' and loses the host PATH",
-)
 def test_braced_path_reference_expands_to_the_host_path(tmp_path: Path, venv: Path) -> None:
     repo = _fake_repo(tmp_path, "FROM python:3.11-slim\nENV PATH=/app/.venv/bin:${PATH}\n")
 

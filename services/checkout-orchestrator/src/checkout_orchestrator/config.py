@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 from checkout_kit.settings import KAFKA_NAME_PATTERN, DatabaseSettings, HttpSettings, ServiceSettings
 from checkout_orchestrator.domain.rules import Policy
 
-CONSUMER_GROUP = "checkout-orchestrator"
 """The default Kafka consumer group (and inbox consumer name) of the saga consumer."""
 
 
@@ -83,11 +82,6 @@ class OrchestratorSettings(ServiceSettings):
     service_name: str = "checkout-orchestrator"
     database: OrchestratorDatabaseSettings = OrchestratorDatabaseSettings()
     http: OrchestratorHttpSettings = OrchestratorHttpSettings()
-    consumer_group: str = Field(default=CONSUMER_GROUP, pattern=KAFKA_NAME_PATTERN)
-    """Kafka consumer group reading ``<prefix>.checkout-events`` (``CONSUMER_GROUP``).
-
-    Group ids are global to the Kafka cluster, not scoped by the topic prefix: two platforms
-    sharing a cluster (or a test run next to a dev stack) set their own to stay independent."""
     saga: SagaPolicySettings = SagaPolicySettings()
     """Deadlines and retry bounds of every saga."""
     deadlines: DeadlineScannerSettings = DeadlineScannerSettings()

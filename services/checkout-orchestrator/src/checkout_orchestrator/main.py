@@ -52,7 +52,7 @@ def saga_consumer(runtime: Runtime) -> TransactionalConsumer:
     settings = _settings(runtime)
     return TransactionalConsumer(
         [runtime.topics.checkout_events],
-        settings.consumer_group,
+        settings.group_id(),
         SagaEventHandler(_writer(runtime), settings.saga.policy()),
         runtime.sessions,
         runtime.publisher,

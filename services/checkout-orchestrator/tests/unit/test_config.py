@@ -28,7 +28,7 @@ def test_defaults() -> None:
     assert settings.service_name == "checkout-orchestrator"
     assert settings.database.db_schema == "orchestrator"
     assert settings.http.port == 8101
-    assert settings.consumer_group == "checkout-orchestrator"
+    assert settings.group_id() == "checkout.checkout-orchestrator"
     assert settings.saga.policy() == Policy(
         step_timeout=dt.timedelta(seconds=10),
         max_attempts=3,
@@ -63,7 +63,13 @@ def test_the_saga_policy_and_the_scanner_come_from_the_environment(clean_env: py
         max_compensation_attempts=7,
     )
     assert (settings.deadlines.scan_interval_s, settings.deadlines.batch_size) == (1.0, 10)
-    assert settings.consumer_group == "blue.checkout-orchestrator"
+    assert settings.group_id() == "blue.checkout-orchestrator"
+
+
+def test_the_consumer_group_is_scoped_by_the_topic_prefix(clean_env: pytest.MonkeyPatch) -> None:
+    # Two platforms on one Kafka cluster (prefixes shop and outlet) must not share a group.
+    clean_env.setenv("KAFKA__TOPIC_PREFIX", "outlet")
+    assert OrchestratorSettings().group_id() == "outlet.checkout-orchestrator"
 
 
 @pytest.mark.parametrize(

@@ -155,8 +155,16 @@ class ServiceSettings(BaseSettings):
     outbox: OutboxSettings = OutboxSettings()
     shutdown_grace_s: float = Field(default=15.0, ge=0)
     """How long shutdown waits for in-flight work before closing."""
+    consumer_group: str | None = Field(default=None, pattern=KAFKA_NAME_PATTERN)
+    """Kafka consumer group of the service's consumer (``CONSUMER_GROUP``); unset = ``<topic prefix>.<service
+    name>``. Group ids are global to a Kafka cluster: scoping them by the prefix keeps two platforms that
+    share a cluster (or a test run next to a dev stack) out of each other's groups and rebalances."""
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     """Root log level, any case (``info`` is ``INFO``)."""
+
+    def group_id(self) -> str:
+        """The consumer group: ``consumer_group`` if set, else ``<topic prefix>.<service name>``."""
+        return self.consumer_group or f"{self.kafka.topic_prefix}.{self.service_name}"
 
     @field_validator("log_level", mode="before")
     @classmethod

@@ -119,7 +119,7 @@ def test_the_relay_starts_before_the_consumer_of_the_command_topic() -> None:
     assert isinstance(components["outbox-relay"](runtime(settings)), OutboxRelay)
     assert isinstance(consumer, TransactionalConsumer)
     assert consumer.topics == (Topics("p").payment_command,)
-    assert consumer.group_id == "payment-test"
+    assert consumer.group_id == "p.payment-test"  # <prefix>.<service>: groups never span platforms
     assert seen == [settings]
 
 

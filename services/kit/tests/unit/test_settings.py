@@ -55,6 +55,14 @@ def test_log_level_is_read_in_any_case(clean_env: pytest.MonkeyPatch, given: str
     assert ServiceSettings().log_level == level
 
 
+def test_the_consumer_group_defaults_to_prefix_and_service(clean_env: pytest.MonkeyPatch) -> None:
+    clean_env.setenv("SERVICE_NAME", "inventory")
+    clean_env.setenv("KAFKA__TOPIC_PREFIX", "shop")
+    assert ServiceSettings().group_id() == "shop.inventory"
+    clean_env.setenv("CONSUMER_GROUP", "custom-group")
+    assert ServiceSettings().group_id() == "custom-group"
+
+
 def test_an_unknown_log_level_is_refused(clean_env: pytest.MonkeyPatch) -> None:
     clean_env.setenv("LOG_LEVEL", "verbose")
     with pytest.raises(ValidationError, match="log_level"):

@@ -11,9 +11,11 @@ Then the node-local rewrites (see the package docstring), and only those: :func:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 ObjectData = Callable[[str, str], Awaitable[dict[str, str] | None]]
@@ -65,13 +67,33 @@ def _field(pod: Mapping[str, Any], path: str) -> str:
     raise ContainerConfigError(f"fieldRef {path!r} is not supported on this node")
 
 
+_SUFFIXES = {
+    "n": Fraction(1, 10**9), "u": Fraction(1, 10**6), "m": Fraction(1, 1000), "": Fraction(1),
+    "k": Fraction(10**3), "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12), "P": Fraction(10**15),
+    "E": Fraction(10**18), "Ki": Fraction(2**10), "Mi": Fraction(2**20), "Gi": Fraction(2**30), "Ti": Fraction(2**40),
+    "Pi": Fraction(2**50), "Ei": Fraction(2**60),
+}  # fmt: skip
+
+
+def quantity(text: str) -> Fraction:
+    """A Kubernetes quantity (``500m``, ``64Mi``, ``1.5``, ``2e3``) as an exact number."""
+    match = re.fullmatch(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(n|u|m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?", text.strip())
+    if match is None:
+        raise ContainerConfigError(f"{text!r} is not a Kubernetes quantity")
+    return Fraction(match.group(1)) * _SUFFIXES[match.group(2) or ""]
+
+
 def _resource(container: Mapping[str, Any], reference: Mapping[str, Any]) -> str:
+    """The value the kubelet gives: the quantity divided by ``divisor`` (default 1), rounded up."""
     resource = str(reference["resource"])
     kind, _, name = resource.partition(".")
     value = (container.get("resources") or {}).get(kind, {}).get(name)
     if value is None:
         raise ContainerConfigError(f"resourceFieldRef {resource!r}: the container sets no {resource}")
-    return str(value)
+    divisor = quantity(str(reference.get("divisor", "1")))
+    if divisor <= 0:
+        raise ContainerConfigError(f"resourceFieldRef {resource!r}: divisor must be positive")
+    return str(math.ceil(quantity(str(value)) / divisor))
 
 
 async def _key(source: ObjectData, kind: str, namespace: str, reference: Mapping[str, Any]) -> str | None:

@@ -72,7 +72,8 @@ def _instructions(dockerfile: Path) -> list[tuple[str, str]]:
     pending = ""
     for raw in dockerfile.read_text().splitlines():
         line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
+        # Comment and empty lines are dropped, also inside a continuation (as Docker's parser does).
+        if not line or line.startswith("#"):
             continue
         if line.endswith("\\"):
             pending += line[:-1] + " "
@@ -132,7 +133,11 @@ def load_image(image: str, *, repo_root: Path, venv: Path, tools: Mapping[str, P
             *sources, destination = sources_and_destination
             if from_stage is None:
                 if len(sources) == 1:
-                    paths[destination.rstrip("/") or "/"] = repo_root / sources[0].rstrip("/")
+                    source = repo_root / sources[0].rstrip("/")
+                    target = destination.rstrip("/") or "/"
+                    if destination.endswith("/") and not sources[0].endswith("/") and not source.is_dir():
+                        target = f"{target}/{source.name}"  # a file copied into a directory keeps its name
+                    paths[target] = source
             elif not destination.startswith("/app/.venv"):
                 tool = Path(destination).name
                 if tool not in tools:
@@ -145,6 +150,7 @@ def load_image(image: str, *, repo_root: Path, venv: Path, tools: Mapping[str, P
     env = {}
     for key, value in raw_env.items():
         if key == "PATH":
-            value = ":".join(local.local_path(part) for part in value.replace("$PATH", host_path).split(":"))
+            expanded = value.replace("${PATH}", host_path).replace("$PATH", host_path)
+            value = ":".join(local.local_path(part) for part in expanded.split(":"))
         env[key] = local.local_path(value)
     return LocalImage(name, dockerfile, env, workdir, ordered)

@@ -71,10 +71,13 @@ class ServiceProxy:
         """Stop accepting and drop open connections."""
         if self._server is not None:
             self._server.close()
-            with contextlib.suppress(Exception):
-                await self._server.wait_closed()
+        # Open connections first: from Python 3.12.1 wait_closed() waits for every client to leave.
         for task in list(self._connections):
             task.cancel()
+        await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()

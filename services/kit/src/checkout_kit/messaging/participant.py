@@ -194,7 +194,7 @@ def command_components(
             )
         return TransactionalConsumer(
             [command_topic(runtime.topics)],
-            settings.service_name,
+            settings.group_id(),
             traced_step(handler(runtime, settings)),
             runtime.sessions,
             runtime.publisher,

@@ -11,7 +11,7 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from checkout_kit.settings import KAFKA_NAME_PATTERN, DatabaseSettings, HttpSettings, ServiceSettings
+from checkout_kit.settings import DatabaseSettings, HttpSettings, ServiceSettings
 from checkout_orchestrator.domain.rules import Policy
 
 """The default Kafka consumer group (and inbox consumer name) of the saga consumer."""

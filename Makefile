@@ -21,7 +21,7 @@ setup: bootstrap ## install every component of the local stack (cached by versio
 up: bootstrap ## start the local stack and show its status
 	@$(STACK) up
 
-down: ## stop the local stack (data stays in .run/)
+down: ## stop the platform's processes (node agent), then the local stack (data stays in .run/)
 	@$(STACK) down
 
 status: ## each component's version, address and health
@@ -35,14 +35,11 @@ operator: bootstrap ## run the operator against the local stack (CRD applied, ev
 	  PEERING__STANDALONE=true WORKLOADS__HELM_BINARY="$$(command -v helm)" METRICS_PORT=18080 HEALTH_PORT=18081 \
 	  uv run python -m checkout_operator
 
-env: ## print export lines that reach the running stack: eval "$$(make -s env)"
+env: ## print export lines that reach the running stack (and BFF_URL of the demo's platform): eval "$$(make -s env)"
 	@$(STACK) env
 
-demo: setup ## the main job: bring everything up, a round trip through it, then one real checkout
-	@$(STACK) up
-	@$(STACK) smoke
-	@$(STACK) services up
-	@$(STACK) demo-checkout
+demo: setup ## the main job: stack up, helm install + kubectl apply of the platform, one real checkout and its trace
+	@$(STACK) demo
 
 trace: ## the latest checkout's trace as a waterfall + SVG in .run/traces/ (SAGA=<id> or TRACE_ID=<id> to pick one)
 	@$(STACK) trace $(if $(SAGA),--saga-id '$(SAGA)') $(if $(TRACE_ID),--trace-id '$(TRACE_ID)')

@@ -15,7 +15,18 @@ from rich.table import Table
 from checkout_stack.components.base import Status
 from checkout_stack.components.platform_services import SERVICES
 from checkout_stack.console import console
-from checkout_stack.demo import run_demo_checkout
+from checkout_stack.demo import (
+    CHECKOUT_SERVICES,
+    DEMO,
+    DemoError,
+    cluster_of,
+    platform_env,
+    platform_running,
+    run_demo,
+    run_demo_checkout,
+    service_urls,
+    stop_platform,
+)
 from checkout_stack.processes import memory_by_process
 from checkout_stack.smoke import run_smoke
 from checkout_stack.stack import Stack
@@ -79,6 +90,15 @@ def _services(stack: Stack, action: str, names: list[str]) -> int:
             raise SystemExit(f"checkout-stack services: {error.errors()[0]['msg']}") from error
         stack = Stack(stack.settings.model_copy(update={"services": services}))
     if action == "up":
+        agent_pid = platform_running(stack)
+        if agent_pid is not None:
+            # The other half of demo._make_way: one copy of the services at a time on 8100-8106.
+            raise SystemExit(
+                f"checkout-stack services up: the platform `make demo` installed is running (node agent pid "
+                f"{agent_pid}) and its Services answer on the ports these services take; stop its processes with "
+                "`uv run checkout-stack demo down` (the CheckoutPlatform and its data stay; `make demo` brings them "
+                "back), then run this again"
+            )
         stack.up([stack.services.name])
         return _services_status(stack, check=True)
     if action == "down":
@@ -105,6 +125,42 @@ def _test(stack: Stack, pytest_args: list[str]) -> int:
             leftovers = stack.leftover_processes()
             if leftovers:
                 console.print("[red]processes left behind:[/red]\n" + "\n".join(leftovers))
+
+
+def _demo_checkout(stack: Stack) -> int:
+    """`checkout-stack demo-checkout`: one checkout against the demo's platform if it runs, else `make services`."""
+    try:
+        if platform_running(stack) is not None:
+            agent = DEMO.agent(stack.settings.run_dir)
+            urls = service_urls(cluster_of(stack), DEMO, agent)
+            logs = f"{agent.state_dir}/pods/{DEMO.namespace}_*/"
+        elif stack.services.healthy():
+            urls = {name: stack.services.url(stack.services.by_name(name)) for name in CHECKOUT_SERVICES}
+            logs = f"{stack.settings.logs_dir}/<service>.log"
+        else:
+            raise SystemExit(
+                "demo checkout: neither the demo's platform nor `make services` is running; `make demo` installs "
+                "and starts the platform, `make services` starts the services alone (`checkout-stack services "
+                "status` shows which one is not ready)"
+            )
+        saga_id = run_demo_checkout(urls, logs=logs)
+    except DemoError as error:
+        raise SystemExit(f"demo checkout: {error}") from error
+    console.print(f"`curl {urls['gateway-bff']}/api/checkout/{saga_id}`; `make trace SAGA={saga_id}` shows its trace")
+    return 0
+
+
+def _env(stack: Stack) -> int:
+    """`checkout-stack env`: the stack's exports; while the demo's platform runs, its Services' URLs instead."""
+    values = stack.env()
+    served = platform_env(stack)
+    if served:
+        for service in SERVICES:  # the launcher's addresses: nothing answers there while the platform runs
+            values.pop(service.url_variable, None)
+    values.update(served)
+    for key, value in values.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
 
 
 def _trace(stack: Stack, saga_id: str | None, trace_id: str | None, svg: Path | None) -> int:
@@ -135,10 +191,25 @@ def main(argv: list[str] | None = None) -> int:
     services = commands.add_parser("services", help="the six platform services against the stack (not in plain up)")
     services.add_argument("action", choices=("up", "down", "status"), help="start, stop or show them")
     services.add_argument("names", nargs="*", help="only these services (default: every one that is built)")
-    commands.add_parser("env", help="print export lines that reach the running stack")
-    commands.add_parser("smoke", help="a round trip through every component, printing what it did")
     commands.add_parser(
-        "demo-checkout", help="stock two SKUs, run one checkout through the BFF, print its saga (services up first)"
+        "env", help="print export lines that reach the running stack (and the demo's platform, when it runs)"
+    )
+    commands.add_parser("smoke", help="a round trip through every component, printing what it did")
+    demo = commands.add_parser(
+        "demo",
+        help="`make demo`: up, a round trip, helm install + kubectl apply of the platform, a checkout and its trace",
+        description=(
+            "up: the stack up and a round trip through it, the node agent, `helm upgrade --install` of the operator "
+            "chart, `kubectl apply` of a CheckoutPlatform, Ready, every Deployment's processes, one checkout through "
+            "the gateway's Service, its saga timeline and trace waterfall, and where to look; idempotent. down: stop "
+            "the platform's processes (the node agent); the CheckoutPlatform, the release and the data stay."
+        ),
+    )
+    demo.add_argument("action", nargs="?", choices=("up", "down"), default="up", help="default: up")
+    commands.add_parser(
+        "demo-checkout",
+        help="stock two SKUs, run one checkout through the gateway, print its saga (the demo's platform, "
+        "else `make services`)",
     )
     trace = commands.add_parser(
         "trace",
@@ -177,12 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "services":
         return _services(stack, args.action, args.names)
     elif args.command == "env":
-        for key, value in stack.env().items():
-            print(f"export {key}={shlex.quote(value)}")
+        return _env(stack)
     elif args.command == "smoke":
         run_smoke(stack)
+    elif args.command == "demo":
+        if args.action == "down":
+            stop_platform(stack)
+        else:
+            run_demo(stack)
     elif args.command == "demo-checkout":
-        run_demo_checkout(stack)
+        return _demo_checkout(stack)
     elif args.command == "trace":
         return _trace(stack, args.saga_id, args.trace_id, args.svg)
     elif args.command == "test":

@@ -18,8 +18,13 @@ from checkout_stack.components.postgres import Postgres
 from checkout_stack.components.prometheus import Prometheus
 from checkout_stack.components.toxiproxy import Toxiproxy
 from checkout_stack.console import console, info, step
-from checkout_stack.processes import owned_processes
+from checkout_stack.processes import ManagedProcess, owned_processes
 from checkout_stack.settings import StackSettings
+
+NODE_AGENT_MODULE = "checkout_stack.kubelet"
+"""What a node agent runs (``python -m``): how `down` recognises one, whatever its name."""
+NODE_AGENT_STOP_TIMEOUT_S = 60.0
+"""How long a node agent may take to stop its Pods' processes after SIGTERM (as ``NodeAgentProcess``)."""
 
 
 class Stack:
@@ -27,7 +32,8 @@ class Stack:
 
     :attr:`components` is the infrastructure a plain `up`, `status` and `test` work on;
     :attr:`services` (the platform's own services, `make services`) runs on top of it and is
-    started only when named. A plain `down` stops the services first, then the infrastructure.
+    started only when named. A plain `down` stops the node agents first (`make demo`'s platform, an
+    e2e run's), then the services, then the infrastructure.
     """
 
     def __init__(self, settings: StackSettings | None = None) -> None:
@@ -131,9 +137,15 @@ class Stack:
     def down(self, names: Sequence[str] = ()) -> None:
         """Stop the selected components in reverse start order, then check for leftovers.
 
-        Without names everything stops, the services (which run on the infrastructure) first.
+        Without names everything stops: first every node agent (SIGTERM: it stops the processes of the
+        Pods it runs — the operator, the platform's services — within their grace periods, then exits),
+        then the services, then the infrastructure they all run on.
         """
         selected = self.select(names) if names else list(self.all_components)
+        if not names:
+            for agent in self.node_agents():
+                with step(f"stop node agent {agent.name} (its Pods' processes first)"):
+                    agent.stop()
         for component in reversed(selected):
             with step(f"stop {component.name}"):
                 component.stop()
@@ -141,6 +153,22 @@ class Stack:
             leftovers = self.leftover_processes()
             if leftovers:
                 raise SystemExit("processes of the stack are still running:\n" + "\n".join(leftovers))
+
+    def node_agents(self) -> list[ManagedProcess]:
+        """Running node agents started from this run directory (`make demo`'s ``kubelet``, the e2e suite's)."""
+        agents = []
+        for pid_file in sorted((self.settings.run_dir / "pids").glob("*.pid")):
+            process = ManagedProcess(pid_file.stem, [], self.settings.run_dir, stop_timeout_s=NODE_AGENT_STOP_TIMEOUT_S)
+            pid = process.pid()
+            if pid is None:
+                continue
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if NODE_AGENT_MODULE.encode() in argv:
+                agents.append(process)
+        return agents
 
     def leftover_processes(self) -> list[str]:
         """Processes this stack started (or their children) that are still alive."""

@@ -53,8 +53,8 @@ lint: bootstrap ## ruff, mypy (strict), import-linter
 	@$(RUN) mypy
 	@set -o pipefail; $(RUN) lint-imports | tail -n 1
 
-e2e: ## the end-to-end suite (not built yet: issue "End to end")
-	@echo "make e2e: the end-to-end suite arrives with the e2e issue; nothing to run yet" >&2
+e2e: setup ## the end-to-end suites on the local control plane (e2e/: platform, saga, traces, observability, kind files)
+	@$(STACK) test -- e2e $(PYTEST_ARGS)
 
 bench: ## benchmarks (not built yet: issue "Benchmarks")
 	@echo "make bench: benchmarks arrive with the benchmarks issue; nothing to run yet" >&2

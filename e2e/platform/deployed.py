@@ -33,7 +33,6 @@ from checkout_stack.platform_install import platform_manifest
 from checkout_stack.settings import REPO_ROOT
 
 NAME: Final = "shop"
-RELEASE: Final = "checkout-operator"
 ADMIN_SECRET: Final = "checkout-postgres-admin"  # noqa: S105 - the Secret's name
 DEADLINES: Final = {
     "SAGA__STEP_TIMEOUT_S": "10",
@@ -93,6 +92,12 @@ class DeployedPlatform:
     def system_namespace(self) -> str:
         """Where the operator chart is installed."""
         return f"e2e-{self.run_id}-system"
+
+    @property
+    def release(self) -> str:
+        """The operator chart's release (and its Deployment's name): cluster-scoped RBAC objects are named
+        after it, so each run (and ``make demo``) needs its own."""
+        return f"checkout-operator-{self.run_id}"
 
     @property
     def database(self) -> str:
@@ -202,7 +207,7 @@ class DeployedPlatform:
         """``helm upgrade --install`` the operator chart (watching the platform's namespace); seconds taken."""
         began = time.monotonic()
         base = {"watchNamespaces": [self.namespace], "reconcile": {"intervalS": 10}, **self.target.operator_values()}
-        self.cluster.install_operator(RELEASE, self.system_namespace, {**base, **values})
+        self.cluster.install_operator(self.release, self.system_namespace, {**base, **values})
         return time.monotonic() - began
 
     def record(self, scenario: str, outcome: str, seconds: float) -> None:
@@ -358,7 +363,9 @@ def _teardown(platform: DeployedPlatform, roles: list[str]) -> None:
             )  # fmt: skip
             cluster.run("-n", platform.namespace, "delete", "checkoutplatform", platform.name, "--timeout=60s")
     with contextlib.suppress(Exception):
-        cluster.helm_run("uninstall", RELEASE, "--namespace", platform.system_namespace, "--wait", "--timeout", "2m")
+        cluster.helm_run(
+            "uninstall", platform.release, "--namespace", platform.system_namespace, "--wait", "--timeout", "2m"
+        )
     for namespace in (platform.namespace, platform.system_namespace):
         cluster.run("delete", "namespace", namespace, "--wait=false", "--ignore-not-found", check=False)
     target.stop_serving()

@@ -14,7 +14,7 @@ SERVICES = ("gateway-bff", "checkout-orchestrator", "inventory", "payment", "ord
 
 
 def test_the_operator_chart_is_deployed_and_its_operator_runs(platform: DeployedPlatform) -> None:
-    status = platform.cluster.helm_run("status", "checkout-operator", "--namespace", platform.system_namespace)
+    status = platform.cluster.helm_run("status", platform.release, "--namespace", platform.system_namespace)
     assert "STATUS: deployed" in status
     pods = platform.operator_pods()
     assert len(pods) == 1, [p["metadata"]["name"] for p in pods]

@@ -19,11 +19,11 @@ def test_upgrading_the_operator_chart_during_traffic_loses_no_saga(platform: Dep
         platform.install_operator(logLevel="DEBUG", reconcile={"intervalS": 15})
         new = platform.wait_new_operator(old)
         rolled = time.monotonic() - began
-        revision = platform.cluster.helm_run("history", "checkout-operator", "-n", platform.system_namespace)
+        revision = platform.cluster.helm_run("history", platform.release, "-n", platform.system_namespace)
         platform.patch({"spec": {"kafka": {"topics": {"checkout-events": {"config": {"retention.ms": "172800000"}}}}}})
         platform.wait_ready(timeout_s=120)
         time.sleep(2)
-    deployment = platform.cluster.get("deployment", "checkout-operator", platform.system_namespace)
+    deployment = platform.cluster.get("deployment", platform.release, platform.system_namespace)
     assert deployment is not None
     env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert (env["LOG_LEVEL"], env["RECONCILE__INTERVAL_S"]) == ("DEBUG", "15")

@@ -254,8 +254,8 @@ class NodeAgent:
             listed = await self._get(self.core.list_namespaced_service, namespace)
             services.extend((listed or {}).get("items", []))
         for uid in [uid for uid in self.runners if uid not in pods]:
+            self._forget_targets(uid)  # while the runner still says which Pod it was
             runner = self.runners.pop(uid)
-            self._forget_targets(uid)
             task = asyncio.create_task(runner.stop())
             self._stopping.add(task)
             task.add_done_callback(self._stopping.discard)

@@ -73,7 +73,7 @@ async def test_twenty_sagas_through_kafka_on_three_instances_reserve_exactly_fiv
     settings = settings_for()
     async with AsyncExitStack() as stack:
         instances = [await stack.enter_async_context(serve(settings)) for _ in range(3)]
-        await kafka.wait_group(settings.service_name, 3)  # each instance owns a partition or two
+        await kafka.wait_group(settings.group_id(), 3)  # each instance owns a partition or two
         admin = instances[0]
         await admin.put("/inventory/SKU-LAST", json={"available": UNITS, "unit_price_minor": 999, "currency": "EUR"})
         sagas = [str(uuid.uuid4()) for _ in range(SAGAS)]

@@ -180,9 +180,9 @@ class PodRunner:
         declared = await resolve_env(self.pod, spec, self.node.sources)
         network = Network(self.ports, self.node.services(self.pod["metadata"]["namespace"]))
         mounts = self._mounts(spec)
-        env = {key: _map_path(image.local_path(value), mounts) for key, value in localize(declared, network).items()}
+        env = {key: _local(value, image, mounts) for key, value in localize(declared, network).items()}
         argv = command_line(spec, {**image.env, **env})
-        argv = [image.executable(argv[0]), *(_map_path(image.local_path(word), mounts) for word in argv[1:])]
+        argv = [image.executable(argv[0]), *(_local(word, image, mounts) for word in argv[1:])]
         home = self.dir / "home"
         home.mkdir(exist_ok=True)
         process_env = {**self.node.base_env, "HOME": str(home), **image.env, **env}
@@ -341,8 +341,13 @@ async def _http_probe(
     return 200 <= response.status_code < 400
 
 
-def _map_path(value: str, mounts: Mapping[str, Path]) -> str:
+def _local(value: str, image: LocalImage, mounts: Mapping[str, Path]) -> str:
+    """A container path → this host's: a volume mount first (it shadows the image), else the image's files.
+
+    One mapping per value, from the container's view: a value already mapped to a local path is never
+    mapped again (a checkout under /tmp is not the Pod's /tmp emptyDir).
+    """
     for mount_path in sorted(mounts, key=len, reverse=True):
         if value == mount_path or value.startswith(mount_path.rstrip("/") + "/"):
             return str(mounts[mount_path]) + value[len(mount_path.rstrip("/")) :]
-    return value
+    return image.local_path(value)

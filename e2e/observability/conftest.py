@@ -32,13 +32,23 @@ from operator_harness import (
     unique,
     wait_for,
 )
-from saga_platform import Client, SagaPlatform, checkout_body, launched, publish_raw, seed_stock
+from saga_platform import (
+    Client,
+    DirectoryScoped,
+    SagaPlatform,
+    checkout_body,
+    launched,
+    publish_raw,
+    seed_stock,
+)
 
 from checkout_stack.components.prometheus import Prometheus
 from checkout_stack.metrics import PrometheusQuery
 from checkout_stack.stack import Stack
 
 STOCK = {"OBS-HAPPY": (100, 1_000), "OBS-DECLINE": (20, 2_000), "OBS-TIMEOUT": (20, 500), "OBS-SCARCE": (1, 700)}
+SCOPE = DirectoryScoped(Path(__file__).parent)
+"""The platform and operator of this directory, stopped after its last test."""
 """SKU → (units, unit price in cents) of this suite."""
 OPERATOR_JOB = "checkout-operator"
 
@@ -211,15 +221,27 @@ def observed(
     otlp_endpoint: str,
 ) -> Iterator[Observed]:
     """The running platform and operator, after the traffic, with Prometheus holding their series."""
-    with launched(local_stack, postgres_dsn, kafka_bootstrap_servers, otel=otel_env(otlp_endpoint)) as platform:
+    try:
+        platform = SCOPE.enter(
+            launched(local_stack, postgres_dsn, kafka_bootstrap_servers, otel=otel_env(otlp_endpoint))
+        )
         seed_stock(platform, STOCK)
         kube = Kube(kubectl, kubeconfig)
         pg = Postgres(postgres_dsn)
-        with operator_with_platforms(
-            kube, kubeconfig, helm, pg, kafka_bootstrap_servers, prometheus, platform.name
-        ) as (operator, namespace, name):
-            answer_a_5xx(platform)
-            finals = drive_checkouts(platform, prometheus_query)
-            assert {str(f["status"]) for f in finals} == {"COMPLETED", "FAILED"}, finals
-            poison(platform, kafka_bootstrap_servers, prometheus_query)
-            yield Observed(platform, operator, namespace, name)
+        operator, namespace, name = SCOPE.enter(
+            operator_with_platforms(kube, kubeconfig, helm, pg, kafka_bootstrap_servers, prometheus, platform.name)
+        )
+        answer_a_5xx(platform)
+        finals = drive_checkouts(platform, prometheus_query)
+        assert {str(f["status"]) for f in finals} == {"COMPLETED", "FAILED"}, finals
+        poison(platform, kafka_bootstrap_servers, prometheus_query)
+    except BaseException:
+        SCOPE.close()
+        raise
+    yield Observed(platform, operator, namespace, name)
+    SCOPE.close()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the platform and the operator once this directory's last test has run."""
+    SCOPE.after(item, nextitem)

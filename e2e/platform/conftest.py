@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from deployed import DeployedPlatform, deployed
 from platform_target import Target, make_target
-from saga_platform import Client
+from saga_platform import Client, DirectoryScoped
 
 PLATFORM_KEY = pytest.StashKey[DeployedPlatform]()
+SCOPE = DirectoryScoped(Path(__file__).parent)
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +32,16 @@ def target(request: pytest.FixtureRequest) -> Target:
 
 @pytest.fixture(scope="session")
 def platform(request: pytest.FixtureRequest, target: Target) -> Iterator[DeployedPlatform]:
-    """The installed, Ready platform with its processes running and stock seeded."""
-    with deployed(target) as running:
-        request.config.stash[PLATFORM_KEY] = running
-        yield running
+    """The installed, Ready platform with its processes running and stock seeded (removed after the last test here)."""
+    running = SCOPE.enter(deployed(target))
+    request.config.stash[PLATFORM_KEY] = running
+    yield running
+    SCOPE.close()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Remove the platform once this directory's last test has run."""
+    SCOPE.after(item, nextitem)
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ DEADLINES: Final = {
 with every span exported, queue for several seconds a step: 5 s deadlines expired under that load), but
 two attempts instead of three, so a hung payment is compensated after ~20 s."""
 DEADLINE_BUDGET_S: Final = 3 * 10 * 2 + 2 * 10 * 10 + 30
-SERVICES: Final = {
+SERVICES: Final[dict[str, dict[str, Any]]] = {
     "gateway-bff": {"replicas": 2, "env": [{"name": "LOG_LEVEL", "value": "info"}]},
     "checkout-orchestrator": {"replicas": 1, "env": [{"name": k, "value": v} for k, v in DEADLINES.items()]},
     "inventory": {},

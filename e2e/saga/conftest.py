@@ -11,6 +11,7 @@ from saga_platform import (
     DEFAULT_DEADLINES,
     SHORT_DEADLINES,
     Client,
+    DirectoryScoped,
     SagaPlatform,
     launched,
     prune_old_instances,
@@ -22,6 +23,7 @@ from checkout_stack.stack import Stack
 
 PLATFORM_KEY = pytest.StashKey[SagaPlatform]()
 HERE = Path(__file__).parent
+SCOPE = DirectoryScoped(HERE)
 LAST = HERE / "test_invariants.py"
 """Checks the sagas of every other scenario, so it runs after them all."""
 
@@ -50,11 +52,21 @@ def platform(
 ) -> Iterator[SagaPlatform]:
     """The six services as processes with their own run dir, ports, database, topics and groups."""
     prune_old_instances()
-    with launched(local_stack, postgres_dsn, kafka_bootstrap_servers) as running:
+    running = SCOPE.enter(launched(local_stack, postgres_dsn, kafka_bootstrap_servers))
+    try:
         seed_stock(running)
         running.stock_before = asyncio.run(snapshot_stock(running.dsn))
-        request.config.stash[PLATFORM_KEY] = running
-        yield running
+    except BaseException:
+        SCOPE.close()
+        raise
+    request.config.stash[PLATFORM_KEY] = running
+    yield running
+    SCOPE.close()
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Stop the instance once this directory's last test has run."""
+    SCOPE.after(item, nextitem)
 
 
 @pytest.fixture

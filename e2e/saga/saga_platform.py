@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Any, Final, Protocol, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -30,6 +30,7 @@ from checkout_stack.processes import owned_processes
 from checkout_stack.settings import REPO_ROOT, ServicesSettings, StackSettings
 from checkout_stack.stack import Stack
 
+T = TypeVar("T")
 TERMINAL: Final = ("COMPLETED", "FAILED")
 CURRENCY: Final = "EUR"
 
@@ -553,3 +554,29 @@ async def read_dead_letters(
     finally:
         await consumer.stop()
     return found
+
+
+class DirectoryScoped:
+    """What a directory's session fixture runs, stopped right after that directory's last test.
+
+    pytest keeps session fixtures until the session ends, so each e2e directory's platform would go on
+    running (and loading the two cores) through every directory after it. The fixture enters its context
+    managers here; the directory's conftest calls :meth:`after` from ``pytest_runtest_teardown``.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.stack = contextlib.ExitStack()
+
+    def enter(self, manager: contextlib.AbstractContextManager[T]) -> T:
+        """Enter ``manager``; it exits when the directory is done (or at :meth:`close`)."""
+        return self.stack.enter_context(manager)
+
+    def close(self) -> None:
+        """Exit everything entered (idempotent)."""
+        self.stack.close()
+
+    def after(self, item: Any, nextitem: Any) -> None:
+        """Close once the next test (if any) is outside the directory."""
+        if item.path.parent == self.directory and (nextitem is None or nextitem.path.parent != self.directory):
+            self.close()

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -214,6 +215,19 @@ class WorkloadsReconciler:
         self._dynamic = dynamic
         self._settings = settings
         self._renderer = ChartRenderer(settings)
+        # The client's discovery cache is not thread-safe: a miss (a kind without a CRD) rebuilds it while
+        # another platform's pass, in another worker thread, reads it — KeyError: 'resources'. Found by
+        # bench/operator_scale.py: 10 platforms applied at once failed passes and backed off for a minute.
+        self._discovery = threading.Lock()
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        """The API resource of a kind (discovery, serialised across threads)."""
+        with self._discovery:
+            return self._dynamic.resources.get(api_version=api_version, kind=kind)
+
+    def _forget_discovery(self) -> None:
+        with self._discovery:
+            self._dynamic.resources.invalidate_cache()
 
     async def reconcile(
         self,
@@ -317,7 +331,7 @@ class WorkloadsReconciler:
         notices: list[Notice] = []
         deployment: Any = None
         for obj in objects:
-            resource = self._dynamic.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+            resource = self._resource(obj["apiVersion"], obj["kind"])
             name = obj["metadata"]["name"]
             existing = _get_or_none(self._dynamic, resource, name, owner.namespace)
             if existing is None and known:
@@ -361,7 +375,7 @@ class WorkloadsReconciler:
         current = (deployment.spec.template.metadata.annotations or {}).get(RESTART_ANNOTATION)
         if current == stamp_:
             return deployment
-        resource = self._dynamic.resources.get(api_version="apps/v1", kind="Deployment")
+        resource = self._resource("apps/v1", "Deployment")
         body = {
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -386,7 +400,7 @@ class WorkloadsReconciler:
         notices = []
         for api_version, kind in MANAGED_KINDS:
             try:
-                resource = self._dynamic.resources.get(api_version=api_version, kind=kind)
+                resource = self._resource(api_version, kind)
             except ResourceNotFoundError:
                 continue  # e.g. no ServiceMonitor CRD: nothing of that kind can exist
             try:
@@ -394,7 +408,7 @@ class WorkloadsReconciler:
             except ApiException as exc:
                 if exc.status != 404:
                     raise
-                self._dynamic.resources.invalidate_cache()  # the kind went away (a CRD was removed)
+                self._forget_discovery()  # the kind went away (a CRD was removed)
                 continue
             for item in items:
                 name = item.metadata.name

@@ -322,6 +322,48 @@ async def test_a_rebalance_waits_for_the_record_in_flight_so_nothing_is_delivere
     assert not [r for r in caplog.records if "skipping the redelivery" in r.getMessage()]
 
 
+async def test_partitions_are_applied_concurrently_each_in_order(
+    database: Database, kafka: Kafka, publisher: Publisher
+) -> None:
+    """The first record's handler waits until a record of the other partition was applied: a consumer
+    working through its partitions one after the other would never get there."""
+    topic = kafka.topics.inventory_command
+    await kafka.create(topic, kafka.topics.dlq, partitions=2)
+    messages = [saga_envelope() for _ in range(30)]
+    for message in messages:
+        await publisher.publish(topic, message)
+    records = await kafka.read_all(topic)
+    partition_of = {dict(r.headers)["ce_id"].decode(): r.partition for r in records}
+    assert set(partition_of.values()) == {0, 1}, "the keys spread over both partitions"
+    order: dict[int, list[str]] = {0: [], 1: []}
+    other_partition_applied = asyncio.Event()
+    blocking: list[int] = []
+
+    async def handler(envelope: Envelope, session: AsyncSession) -> None:
+        partition = partition_of[envelope.id]
+        if not blocking:
+            blocking.append(partition)
+            await asyncio.wait_for(other_partition_applied.wait(), WAIT_S)
+        elif partition != blocking[0]:
+            other_partition_applied.set()
+        order[partition].append(envelope.id)
+        await database.record_effect(session, envelope)
+
+    consumer = consumer_of(kafka, database, publisher, handler)
+    await consumer.start()
+    try:
+        for partition in (0, 1):
+            end = 1 + max(r.offset for r in records if r.partition == partition)
+            await kafka.wait_committed(GROUP, topic, end, partition)
+    finally:
+        await consumer.stop()
+    assert consumer.crash is None
+    for partition in (0, 1):  # within a partition, the log's order
+        published = [dict(r.headers)["ce_id"].decode() for r in records if r.partition == partition]
+        assert order[partition] == published
+    assert await database.effect_count() == len(messages)
+
+
 async def test_a_handler_reply_leaves_through_the_outbox_with_the_effect(
     database: Database, kafka: Kafka, publisher: Publisher
 ) -> None:

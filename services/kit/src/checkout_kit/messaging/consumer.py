@@ -7,16 +7,20 @@ For each record, in order within its partition:
 2. In ONE database transaction: insert ``(consumer, ce_id)`` into the inbox; if that is the
    first delivery, run the handler, which writes its effects and enqueues its outgoing
    messages (the outbox) in the same session. Commit.
-3. Only then commit the Kafka offset (``offset + 1``).
+3. Only then may the Kafka offset (``offset + 1``) be committed.
 
-A crash between 2 and 3 redelivers the record; the inbox row makes the second delivery a
-no-op, so effects happen exactly once. Never the other way round: an offset is never
-committed for a record whose effects did not commit (or that did not reach the DLQ).
+Partitions of a fetched batch are worked on concurrently (one task each, records in order within
+each), so a service with several partitions overlaps its database round trips; each partition's
+offset is committed once, after its last record of the batch (one OffsetCommit per partition and
+batch, not one per record). A crash between a database commit and the offset commit redelivers
+the record; the inbox row makes the second delivery a no-op, so effects happen exactly once. Never
+the other way round: an offset is never committed for a record whose effects did not commit (or
+that did not reach the DLQ).
 
 Failures:
 
 - The handler raises :class:`~checkout_kit.messaging.InvalidMessageError` (or any
-  :class:`PoisonMessageError`): roll back, dead-letter with its reason, commit the offset.
+  :class:`PoisonMessageError`): roll back, dead-letter with its reason, move on.
 - The handler raises anything else: roll back, wait (exponential backoff) and try the same
   record again — never skipping ahead — up to ``handler_max_attempts`` times, then
   dead-letter it with reason ``handler-failed``.
@@ -24,18 +28,20 @@ Failures:
   refusing connections): the same retry, without a bound — an outage must not fill the DLQ
   with good messages. Publishing to the DLQ failing is treated the same way.
 
-Rebalances: the partitions' revocation waits for the record in flight to finish and commit
-its offset; the rest of a fetched batch is dropped (the new owner, maybe this one again,
-resumes from the committed offsets), and offsets are committed only for partitions still
-assigned. ``stop()`` finishes the record in flight, commits its offset and leaves the group.
+Rebalances: the partitions' revocation waits for every record in flight to finish, commits the
+offsets of every finished record, and invalidates the rest of the fetched batch (the new owner,
+maybe this one again, resumes from the committed offsets); offsets are committed only for
+partitions still assigned. ``stop()`` finishes the records in flight, commits their offsets and
+leaves the group.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -94,6 +100,44 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class _InFlight:
+    """Records in flight (any number, one per partition) and the revocation that must wait for them all.
+
+    A record enters with :meth:`record`; :meth:`exclusive` waits until none is in flight and keeps new
+    ones out until it is done (they then see the new generation and give up).
+    """
+
+    def __init__(self) -> None:
+        self._count = 0
+        self._exclusive = False
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def record(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive)
+            self._count += 1
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._count -= 1
+                self._changed.notify_all()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive)
+            self._exclusive = True
+            await self._changed.wait_for(lambda: self._count == 0)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive = False
+                self._changed.notify_all()
+
+
 class _RevocationBarrier(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
     """Makes a rebalance wait for the record in flight, then invalidates the fetched batch."""
 
@@ -117,7 +161,7 @@ class TransactionalConsumer(BackgroundLoop):
     (its transaction rolls back, its offset stays uncommitted, the next owner gets it again).
     """
 
-    in_flight_work = "the record in flight"
+    in_flight_work = "the records in flight"
 
     def __init__(
         self,
@@ -156,8 +200,10 @@ class TransactionalConsumer(BackgroundLoop):
             initial_s=settings.retry_backoff_initial_ms / 1000, max_s=settings.retry_backoff_max_ms / 1000
         )
         self._kafka: Any = None
-        self._in_flight = asyncio.Lock()
-        """Held while a record is being applied and its offset committed; revocation waits for it."""
+        self._in_flight = _InFlight()
+        """Entered while a record is being applied; revocation waits for every record in flight."""
+        self._done: dict[Any, int] = {}
+        """Partition -> offset after its last finished record, not yet committed to Kafka."""
         self._generation = 0
         """Bumped at every revocation: a batch fetched under an older generation is abandoned."""
         self._polling = False
@@ -193,6 +239,11 @@ class TransactionalConsumer(BackgroundLoop):
             self.metrics.set_lag({}, dropped=[(tp.topic, tp.partition) for tp in self._lag_reported])
             self._lag_reported = set()
         if self._kafka is not None:
+            if self.crash is None:  # records finished before a stop's grace ran out: commit them
+                try:
+                    await self._commit_done()
+                except Exception as error:
+                    log.warning("consumer %s: final offset commit failed (%s)", self.group_id, _describe(error))
             await self._kafka.stop()
 
     # the loop
@@ -227,22 +278,42 @@ class TransactionalConsumer(BackgroundLoop):
                 unexpected_failures = 0
 
     async def _process_batch(self, batch: Mapping[Any, list[Any]]) -> None:
+        """Each partition's records in order, partitions concurrently; then commit their offsets."""
         generation = self._generation
-        next_offsets = {tp: records[0].offset for tp, records in batch.items() if records}
+        chunks = [(tp, records) for tp, records in batch.items() if records]
+        if len(chunks) == 1:
+            outcomes: Sequence[BaseException | None] = [await self._process_partition(*chunks[0], generation)]
+        else:
+            outcomes = await asyncio.gather(
+                *(self._process_partition(tp, records, generation) for tp, records in chunks), return_exceptions=True
+            )
+        for outcome in outcomes:
+            if isinstance(outcome, FailpointCrash):
+                raise outcome  # the process "dies" here: nothing more reaches Kafka
+        await self._commit_done()
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def _process_partition(self, tp: Any, records: list[Any], generation: int) -> BaseException | None:
+        """One partition's records of a batch, in order; returns (does not raise) what went wrong.
+
+        Never skips ahead: after an unexpected error the partition is put back to its first unfinished
+        record (if this member still owns it), and the error is returned for the loop to report.
+        """
+        next_offset = records[0].offset
         try:
-            for tp, records in batch.items():
-                for record in records:
-                    if self._stopping.is_set() or not await self._process(record, generation):
-                        return  # stopping, or the partitions were revoked: drop the rest of the batch
-                    next_offsets[tp] = record.offset + 1
-        except Exception:
-            # Never skip ahead: put every partition back to its first unfinished record.
-            if generation == self._generation:
-                assigned = self._kafka.assignment()
-                for tp, offset in next_offsets.items():
-                    if tp in assigned and offset <= batch[tp][-1].offset:
-                        self._kafka.seek(tp, offset)
+            for record in records:
+                if self._stopping.is_set() or not await self._process(record, generation):
+                    return None  # stopping, or the partitions were revoked: drop the rest of the batch
+                next_offset = record.offset + 1
+        except BaseException as error:
+            if generation == self._generation and tp in self._kafka.assignment():
+                self._kafka.seek(tp, next_offset)
+            if isinstance(error, Exception):
+                return error
             raise
+        return None
 
     async def _process(self, record: Any, generation: int) -> bool:
         """Apply one record until it is done (True) or abandoned for a stop or rebalance (False)."""
@@ -255,7 +326,7 @@ class TransactionalConsumer(BackgroundLoop):
                 return False  # stopping while retrying: the next owner gets the record
             if generation != self._generation:
                 return False
-            async with self._in_flight:
+            async with self._in_flight.record():
                 if generation != self._generation or tp not in self._kafka.assignment():
                     return False
                 if dead_letter is None:
@@ -290,7 +361,7 @@ class TransactionalConsumer(BackgroundLoop):
                     else:
                         if dead_letter is None:
                             await reach(self.failpoint, CONSUMER_AFTER_DB_COMMIT)
-                            await self._commit(record)
+                            self._done[tp] = record.offset + 1
                             return True
                 if dead_letter is not None:
                     try:
@@ -300,7 +371,7 @@ class TransactionalConsumer(BackgroundLoop):
                         log.warning("consumer %s: cannot reach the DLQ (%s)", self.group_id, _describe(error))
                     else:
                         self.metrics.consumed_record(record.topic, DEAD_LETTERED)
-                        await self._commit(record)
+                        self._done[tp] = record.offset + 1
                         return True
             await wait_or_stop(self._stopping, self.backoff.delay(max(handler_failures, outage_failures)))
 
@@ -337,24 +408,34 @@ class TransactionalConsumer(BackgroundLoop):
             )
         return None
 
-    async def _commit(self, record: Any) -> None:
-        """Commit ``offset + 1`` of the record's partition, if this member still owns it.
+    async def _commit_done(self, partitions: Iterable[Any] | None = None) -> None:
+        """Commit the offsets of the finished records (of ``partitions``, default all) this member still owns.
 
-        A failed commit is logged, not retried: the next commit of the partition covers it,
-        and if none comes the record is redelivered and the inbox makes it a no-op.
+        One OffsetCommit for them all. A failed commit is logged, not retried: the next commit of the
+        partition covers it, and if none comes the records are redelivered and the inbox makes them no-ops.
         """
-        tp = TopicPartition(record.topic, record.partition)
-        if tp not in self._kafka.assignment():
+        wanted = set(self._done) if partitions is None else set(partitions) & set(self._done)
+        if not wanted:
+            return
+        offsets = {tp: self._done.pop(tp) for tp in wanted}
+        assigned = self._kafka.assignment()
+        lost = [tp for tp in offsets if tp not in assigned]
+        for tp in lost:
             log.info("consumer %s: %s was revoked; its new owner re-reads from the last commit", self.group_id, tp)
+            del offsets[tp]
+        if not offsets:
             return
         try:
-            await self._kafka.commit({tp: record.offset + 1})
+            await self._kafka.commit(offsets)
         except (CommitFailedError, IllegalStateError, KafkaError) as error:
             log.warning(
-                "consumer %s: offset commit of %s failed (%s); a redelivery may follow", self.group_id, tp, error
+                "consumer %s: offset commit of %s failed (%s); a redelivery may follow",
+                self.group_id,
+                sorted(map(str, offsets)),
+                error,
             )
         else:
-            self._committed[tp] = record.offset + 1
+            self._committed.update(offsets)
 
     async def _measure_lag(self) -> None:
         """Set ``checkout_consumer_lag`` of every partition this member owns; forget those it lost.
@@ -390,7 +471,8 @@ class TransactionalConsumer(BackgroundLoop):
         self._lag_reported = owned
 
     async def _on_revoked(self, revoked: set[Any]) -> None:
-        async with self._in_flight:  # wait for the record in flight to commit its offset
+        async with self._in_flight.exclusive():  # wait for the records in flight, then commit their offsets
+            await self._commit_done()
             self._generation += 1
             for tp in revoked:  # its next owner commits from now on: ask the group again if it comes back
                 self._committed.pop(tp, None)

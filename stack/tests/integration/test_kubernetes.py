@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from checkout_stack import versions
+from checkout_stack.components.kubernetes import EXTRA_SERVICE_CIDR
 
 pytestmark = pytest.mark.integration
 
@@ -157,6 +158,22 @@ def test_helm_installs_a_chart_into_the_cluster(
     data = json.loads(run(kubectl, kubeconfig, "-n", namespace, "get", "configmap", "probe-probe", "-o", "json"))
     assert data["data"] == {"greeting": "hi", "kube": f"v{versions.KUBERNETES}"}
     run(helm, kubeconfig, "uninstall", "probe", "-n", namespace, "--wait")
+
+
+def test_services_get_addresses_beyond_the_primary_range(kubectl: Path, kubeconfig: Path, namespace: str) -> None:
+    """The extra ServiceCIDR is served: a Service may take an address the primary /24 does not hold."""
+    name, cidr = EXTRA_SERVICE_CIDR
+    assert json.loads(run(kubectl, kubeconfig, "get", "servicecidr", name, "-o", "json"))["spec"]["cidrs"] == [cidr]
+    address = cidr.rsplit(".", 2)[0] + f".{uuid.uuid4().int % 250 + 1}.{uuid.uuid4().int % 250 + 2}"
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "wide", "namespace": namespace},
+        "spec": {"clusterIP": address, "ports": [{"port": 80}], "selector": {"app": "none"}},
+    }
+    run(kubectl, kubeconfig, "apply", "-f", "-", stdin=yaml.safe_dump(service))
+    got = run(kubectl, kubeconfig, "get", "service", "wide", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}")
+    assert got == address
 
 
 def test_python_client_sees_ready_kwok_nodes(kube_api: Any) -> None:

@@ -28,6 +28,10 @@ from checkout_stack.settings import HOST, REPO_ROOT, StackSettings
 
 GO_MODULES = REPO_ROOT / "stack" / "go"
 SERVICE_CIDR = "10.0.0.0/24"
+"""The API server's primary Service range (``--service-cluster-ip-range``; holds ``kubernetes`` at 10.0.0.1)."""
+EXTRA_SERVICE_CIDR = ("checkout-local-services", "10.96.0.0/16")
+"""A ServiceCIDR object (name, range) added at every start: 65,534 more ClusterIPs. The /24 alone ran out at
+~43 platforms (six Services each), and a range flag cannot grow on an existing cluster; this object can."""
 CLUSTER_NAME = "checkout-local"
 """The kube context name; the e2e suite refuses any other context."""
 OWNER_MARKER = ("kube-system", "checkout-e2e-owner")
@@ -391,6 +395,7 @@ class Kubernetes(Component):
             self._nodes_ready, what=f"{self.ports.fake_nodes} kwok Nodes to be Ready", timeout_s=timeout, process=kwok
         )
         self.ensure_owner_marker()
+        self.ensure_service_range()
         info(f"KUBECONFIG={self.kubeconfig}")
 
     @property
@@ -411,6 +416,23 @@ class Kubernetes(Component):
             "data": {"createdBy": OWNER_CREATED_BY, "token": self.owner_token_file.read_text().strip()},
         }
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump(marker))
+
+    def ensure_service_range(self) -> None:
+        """Add :data:`EXTRA_SERVICE_CIDR` to the cluster's Service ranges (idempotent), and wait until it is Ready."""
+        name, cidr = EXTRA_SERVICE_CIDR
+        service_cidr = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "ServiceCIDR",
+            "metadata": {"name": name},
+            "spec": {"cidrs": [cidr]},
+        }
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input_text=yaml.safe_dump(service_cidr))
+        jsonpath = '{.status.conditions[?(@.type=="Ready")].status}'
+        wait_until(
+            lambda: self.kubectl("get", "servicecidr", name, "-o", f"jsonpath={jsonpath}").strip() == "True",
+            what=f"ServiceCIDR {name} ({cidr}) to be Ready",
+            timeout_s=self.settings.start_timeout_s,
+        )
 
     def stop(self) -> None:
         """Stop in reverse order of start."""

@@ -56,8 +56,9 @@ lint: bootstrap ## ruff, mypy (strict), import-linter
 e2e: setup ## the end-to-end suites on the local control plane (e2e/: platform, saga, traces, observability, kind files)
 	@$(STACK) test -- e2e $(PYTEST_ARGS)
 
-bench: ## benchmarks (not built yet: issue "Benchmarks")
-	@echo "make bench: benchmarks arrive with the benchmarks issue; nothing to run yet" >&2
+bench: setup ## saga engines (platform, floor, DBOS) and operator scale, ~10 min; FULL=1 for the long form
+	@$(STACK) up
+	@$(RUN) --group bench python bench/all.py $(if $(FULL),--full)
 
 chaos: ## fault injection (not built yet: issue "Reliability and security")
 	@echo "make chaos: the fault matrix arrives with the reliability issue; nothing to run yet" >&2

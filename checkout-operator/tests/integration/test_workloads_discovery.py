@@ -25,7 +25,7 @@ KINDS = [
 def test_concurrent_kind_lookups_never_break_discovery(kube_api: Any, tmp_path: Any) -> None:
     # ServiceMonitor has no CRD on the local control plane: each miss rebuilds the client's discovery cache,
     # which used to race with the other threads' reads (KeyError: 'resources' / 'apis') under a burst of
-    # platforms (bench/operator_scale.py).
+    # platforms (bench/operator/run.py).
     reconciler = WorkloadsReconciler(DynamicClient(kube_api, cache_file=str(tmp_path / "d.json")), WorkloadSettings())
 
     def look_up(index: int) -> str:

@@ -217,7 +217,7 @@ class WorkloadsReconciler:
         self._renderer = ChartRenderer(settings)
         # The client's discovery cache is not thread-safe: a miss (a kind without a CRD) rebuilds it while
         # another platform's pass, in another worker thread, reads it — KeyError: 'resources'. Found by
-        # bench/operator_scale.py: 10 platforms applied at once failed passes and backed off for a minute.
+        # bench/operator/run.py: 10 platforms applied at once failed passes and backed off for a minute.
         self._discovery = threading.Lock()
 
     def _resource(self, api_version: str, kind: str) -> Any:

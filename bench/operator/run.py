@@ -16,8 +16,8 @@ Measured, never asserted:
 - ``delete N``: ``deletionPolicy: Delete`` and ``kubectl delete`` of all N → all gone (topics, schemas
   and roles dropped).
 
-    uv run python bench/operator_scale.py                    # single x10, bursts 10, 50, 100
-    uv run python bench/operator_scale.py --bursts 10 --repeats 3
+    uv run python bench/operator/run.py                    # single x10, bursts 10, 50, 100
+    uv run python bench/operator/run.py --bursts 10 --repeats 3
 
 Needs the local stack (``make up``). Writes ``bench/results/operator-scale.md`` and ``.json``.
 """
@@ -49,7 +49,7 @@ import yaml
 from checkout_stack.platform_install import Cluster, is_ready, platform_manifest
 from checkout_stack.stack import Stack
 
-ROOT: Final = Path(__file__).resolve().parents[1]
+ROOT: Final = Path(__file__).resolve().parents[2]
 ADMIN_SECRET: Final = "checkout-postgres-admin"  # noqa: S105 - the Secret's name
 RESULTS: Final = ROOT / "bench" / "results" / "operator-scale"
 KIND: Final = "checkoutplatforms.checkout.platform.io"
@@ -263,12 +263,12 @@ def run(bursts: Sequence[int], repeats: int) -> dict[str, Any]:
     return results
 
 
-def write(results: dict[str, Any], repeats: int) -> Path:
+def write(results: dict[str, Any], repeats: int, out: Path = RESULTS) -> Path:
     single = results["single"]
     lines = [
         "# Operator scale",
         "",
-        f"Recorded by `bench/operator_scale.py` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"Recorded by `bench/operator/run.py` on {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
         f"{host.machine()} with {os.cpu_count()} CPUs, against the local stack (real API server, Kafka "
         "4.1.1, PostgreSQL 15). One operator process, production defaults; each platform: 5 topics of "
         "1 partition, 5 schemas + roles + Secrets, 5 Deployments at 0 replicas (+ Services, ConfigMaps, "
@@ -291,9 +291,9 @@ def write(results: dict[str, Any], repeats: int) -> Path:
             f"| {row['cpu_s_per_platform']:.2f} s | {row['operator_peak_rss_mib_end']:.0f} MiB "
             f"| {row['edit_to_all_ready_s']:.1f} s | {row['delete_all_s']:.1f} s |"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.with_suffix(".json").write_text(json.dumps({"repeats": repeats, **results}, indent=2) + "\n")
-    path = RESULTS.with_suffix(".md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({"repeats": repeats, **results}, indent=2) + "\n")
+    path = out.with_suffix(".md")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -302,9 +302,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bursts", type=int, nargs="*", default=[10, 50, 100])
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results path without suffix (.json and .md)")
     args = parser.parse_args(argv)
     results = run(args.bursts, args.repeats)
-    print(f"written to {write(results, args.repeats)}")
+    print(f"written to {write(results, args.repeats, args.out)}")
 
 
 if __name__ == "__main__":

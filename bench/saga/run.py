@@ -284,8 +284,8 @@ class Session:
                 best = rate
             elif first_failing is None:
                 first_failing = rate
-            if saturated(summary) or not summary["passed"]:
-                break  # past the budget: higher rates only queue
+            if saturated(summary):
+                break  # past capacity: higher rates only queue
         if best is not None and first_failing is not None:
             middle = round((best + first_failing) / 2, 1)
             if best < middle < first_failing:

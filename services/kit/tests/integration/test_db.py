@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from kit_harness import Database
 from sqlalchemy import text
@@ -45,5 +47,39 @@ async def test_ping_raises_when_postgres_cannot_be_reached() -> None:
     try:
         with pytest.raises(OSError, match=r"Connect call failed|refused"):
             await ping(engine)
+    finally:
+        await engine.dispose()
+
+
+async def test_a_pooled_connection_the_server_closed_is_replaced_before_use(database: Database) -> None:
+    """The pool hands out a fresh connection when the server ended the pooled one (a restart, a failover)."""
+    engine = create_engine(database.settings, "kit-db-replaced")
+    try:
+        async with engine.connect() as connection:
+            first = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert await database.scalar(f"SELECT pg_terminate_backend({int(first)})")  # from another pool
+        await asyncio.sleep(0.2)  # the event loop sees the server's goodbye
+        async with engine.connect() as connection:  # would raise "connection is closed" with the dead one
+            second = (await connection.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        assert second != first
+    finally:
+        await engine.dispose()
+
+
+async def test_a_session_costs_no_round_trip_beyond_its_own_statements(database: Database) -> None:
+    """Checking a connection out of the pool sends nothing to the server (no ping of BEGIN, ``;``, ROLLBACK).
+
+    asyncpg's query logger sees the simple-protocol statements (transaction control), not prepared ones."""
+    engine = create_engine(database.settings, "kit-db-roundtrips")
+    sent: list[str] = []
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+            raw = (await connection.get_raw_connection()).driver_connection
+            assert raw is not None
+            raw.add_query_logger(lambda record: sent.append(record.query))
+        async with engine.connect() as connection:  # the same pooled connection again
+            await connection.execute(text("SELECT 2"))
+        assert sent == ["ROLLBACK;", "BEGIN;", "ROLLBACK;"]  # the first's release; the second's own transaction
     finally:
         await engine.dispose()

@@ -72,20 +72,25 @@ def operator_table(operator: dict[str, Any]) -> list[str]:
     return lines
 
 
+def servers(cpu: dict[str, float]) -> str:
+    return " + ".join(f"{name} {ms}" for name, ms in cpu.items()) or "—"
+
+
 def saga_table(saga: dict[str, Any]) -> list[str]:
     lines = [
-        "| engine | sustained sagas/s (p99 < 250 ms) | p50 ms | p99 ms | CPU ms/saga | commits/saga | "
-        "records/saga | capacity, any latency |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | sustained sagas/s (p99 < 250 ms) | p50 ms | p99 ms | CPU ms/saga | PostgreSQL + Kafka CPU ms/saga "
+        "| commits/saga | records/saga | capacity, any latency |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for h in saga["headline"]:
         if "shown_rate" not in h:
-            lines.append(f"| {h['target']} | — | | | | | | |")
+            lines.append(f"| {h['target']} | — | | | | | | | |")
             continue
         sustained = f"{h['sagas_per_s']}" if h["sustained_rate"] else f"none (best step {h['sagas_per_s']})"
         lines.append(
             f"| {h['target']} | {sustained} | {h['p50_ms']} | {h['p99_ms']} | {h['cpu_ms_per_saga']} | "
-            f"{h['commits_per_saga']} | {h['kafka_records_per_saga']} | {h['capacity_rate']}/s |"
+            f"{servers(h.get('server_cpu_ms_per_saga', {}))} | {h['commits_per_saga']} | "
+            f"{h['kafka_records_per_saga']} | {h['capacity_rate']}/s |"
         )
     if saga["ratios"]:
         lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in saga["ratios"].items()) + "."]

@@ -2,7 +2,7 @@
 
     uv run --group bench python bench/saga/profile.py --target checkout-kafka --rate 5 --seconds 30
 
-For each process of the target, py-spy (``--nonblocking``, 100 Hz, idle frames dropped) writes collapsed
+For each process of the target, py-spy (100 Hz, idle frames dropped) writes collapsed
 stacks to ``<out>/<target>/<process>.folded`` (open them with any flame-graph viewer, e.g. speedscope) and
 this script prints the functions with the most samples, self and inclusive, as a share of the process's
 busy samples. ``--top`` sets how many. Needs the local stack (``make up``) and ptrace rights (root, or
@@ -37,7 +37,7 @@ PY_SPY: Final = Path(sys.executable).parent / "py-spy"
 def record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     """Start py-spy on ``pid`` (and its children) for ``seconds``; collapsed stacks to ``out``."""
     command = [str(PY_SPY), "record", "--pid", str(pid), "--duration", str(int(seconds)), "--rate", "100",
-               "--nonblocking", "--subprocesses", "--format", "raw", "--output", str(out)]  # fmt: skip
+               "--subprocesses", "--format", "raw", "--output", str(out)]  # fmt: skip
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 

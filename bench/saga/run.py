@@ -102,6 +102,28 @@ def group_cpu_seconds(pgid: int) -> float:
     return total / CLK_TCK
 
 
+def server_cpu_seconds() -> dict[str, float]:
+    """User + system CPU of the shared servers: every ``postgres`` process and the Kafka broker's JVM.
+
+    The postmaster's count includes its reaped backends. Whole servers: anything else using them counts too.
+    """
+    totals = {"postgres": 0.0, "kafka": 0.0}
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            comm = (proc / "comm").read_text().strip()
+            if comm == "postgres":
+                key = "postgres"
+            elif comm == "java" and b"kafka" in (proc / "cmdline").read_bytes():
+                key = "kafka"
+            else:
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        totals[key] += sum(int(v) for v in fields[11:15]) / CLK_TCK
+    return totals
+
+
 @dataclass
 class Readings:
     """Counters read before and after a step."""
@@ -109,6 +131,7 @@ class Readings:
     cpu: dict[str, float]
     commits: int
     records: int
+    servers: dict[str, float]
 
 
 class Probe:
@@ -130,7 +153,7 @@ class Probe:
             )
         finally:
             await connection.close()
-        return Readings(cpu, commits, await self._records())
+        return Readings(cpu, commits, await self._records(), server_cpu_seconds())
 
     async def _records(self) -> int:
         """Records ever written to the target's topics: the sum of every partition's end offset."""
@@ -192,6 +215,9 @@ def summarize(step: StepResult, outcomes: list[Outcome], before: Readings, after
         "saga_ms": {q: round(percentile(saga_latency, p) * 1000, 1) for q, p in QUANTILES},
         "client_ms": {q: round(percentile(client_latency, p) * 1000, 1) for q, p in QUANTILES},
         "cpu_ms_per_saga": {k: round((after.cpu[k] - before.cpu.get(k, 0.0)) * 1000 / n, 2) for k in after.cpu},
+        "server_cpu_ms_per_saga": {
+            k: round((after.servers[k] - before.servers.get(k, 0.0)) * 1000 / n, 2) for k in after.servers
+        },
         "commits_per_saga": round((after.commits - before.commits) / n, 2),
         "kafka_records_per_saga": round((after.records - before.records) / n, 2),
         "first_errors": [a.error for a in step.errors[:3]],
@@ -338,6 +364,7 @@ def headline(result: dict[str, Any]) -> dict[str, Any]:
         "p99_ms": shown["saga_ms"]["p99"],
         "client_p99_ms": shown["client_ms"]["p99"],
         "cpu_ms_per_saga": round(sum(shown["cpu_ms_per_saga"].values()), 1),
+        "server_cpu_ms_per_saga": shown.get("server_cpu_ms_per_saga", {}),
         "commits_per_saga": shown["commits_per_saga"],
         "kafka_records_per_saga": shown["kafka_records_per_saga"],
     }
@@ -401,20 +428,20 @@ def markdown(data: dict[str, Any]) -> str:
         "machine. Open loop; a step passes with every saga terminal, p99 saga latency < 250 ms and errors "
         "< 0.1 %; the best passing rate is then held.",
         "",
-        "| target | sustained sagas/s | p50 ms | p99 ms | client p99 ms | CPU ms/saga | commits/saga | "
-        "records/saga | capacity (any latency) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| target | sustained sagas/s | p50 ms | p99 ms | client p99 ms | CPU ms/saga | PostgreSQL + Kafka CPU ms/saga "
+        "| commits/saga | records/saga | capacity (any latency) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for h in data["headline"]:
         if "shown_rate" not in h:
-            lines.append(f"| {h['target']} | — | | | | | | | |")
+            lines.append(f"| {h['target']} | — | | | | | | | | |")
             continue
         best = f"none (best {h['sagas_per_s']} at {h['shown_rate']}/s)"
         sustained = f"{h['sagas_per_s']}" if h["sustained_rate"] else best
         lines.append(
             f"| {h['target']} | {sustained} | {h['p50_ms']} | {h['p99_ms']} | {h['client_p99_ms']} | "
-            f"{h['cpu_ms_per_saga']} | {h['commits_per_saga']} | {h['kafka_records_per_saga']} | "
-            f"{h['capacity_rate']}/s |"
+            f"{h['cpu_ms_per_saga']} | {_servers(h['server_cpu_ms_per_saga'])} | {h['commits_per_saga']} | "
+            f"{h['kafka_records_per_saga']} | {h['capacity_rate']}/s |"
         )
     if data["ratios"]:
         lines += ["", "Ratios (sustained rate, else capacity): "
@@ -427,17 +454,24 @@ def markdown(data: dict[str, Any]) -> str:
         processes = sorted({k for s in result["steps"] for k in s["cpu_ms_per_saga"]})
         lines += [
             "",
-            "| offered | " + " | ".join(processes) + " | total CPU ms | commits | records |",
-            "|---:|" + "---:|" * (len(processes) + 3),
+            "| offered | " + " | ".join(processes) + " | total CPU ms | PostgreSQL + Kafka CPU ms "
+            "| commits | records |",
+            "|---:|" + "---:|" * (len(processes) + 4),
         ]
         for s in result["steps"]:
             cpu = s["cpu_ms_per_saga"]
             lines.append(
                 f"| {s['rate']}/s | " + " | ".join(str(cpu.get(p, "")) for p in processes)
-                + f" | {sum(cpu.values()):.1f} | {s['commits_per_saga']} | {s['kafka_records_per_saga']} |"
+                + f" | {sum(cpu.values()):.1f} | {_servers(s.get('server_cpu_ms_per_saga', {}))} "
+                + f"| {s['commits_per_saga']} | {s['kafka_records_per_saga']} |"
             )  # fmt: skip
         lines += ["", f"Consistency after the run: {result['verdict']}."]
     return "\n".join(lines) + "\n"
+
+
+def _servers(cpu: dict[str, float]) -> str:
+    """``postgres 12.3 + kafka 4.5``."""
+    return " + ".join(f"{name} {ms}" for name, ms in cpu.items()) or "—"
 
 
 def _line(s: dict[str, Any]) -> str:
@@ -445,6 +479,7 @@ def _line(s: dict[str, Any]) -> str:
         f"{s['rate']:6.1f}/s: {s['sagas_per_s']:6.1f} sagas/s, saga p50 {s['saga_ms']['p50']} p99 "
         f"{s['saga_ms']['p99']} ms, client p99 {s['client_ms']['p99']} ms, errors {s['error_rate']:.2%}, "
         f"late {s['generator_max_lateness_ms']} ms, CPU {sum(s['cpu_ms_per_saga'].values()):.1f} ms/saga "
+        f"(servers {_servers(s['server_cpu_ms_per_saga'])}) "
         f"-> {'pass' if s['passed'] else 'FAIL'}"
     )
 

@@ -6,8 +6,8 @@
 
 Writes ``<date>-<sha>.json`` (everything), ``.md`` (the tables) and ``.svg`` (throughput against p99 latency),
 copies them to ``latest.*``, and rewrites the README's Performance section (between its ``bench:`` markers)
-with the headline table and the plot. ``--full`` runs the long form (longer steps and holds, 100 platforms);
-the default short form takes about ten minutes on two cores.
+with the headline table and the plot. ``--full`` runs the long form (longer steps and holds, 10, 50 and 100
+platforms, about 40 minutes); the short form (10 platforms) takes about eight minutes on two cores.
 
     uv run --group bench python bench/all.py            # short form
     uv run --group bench python bench/all.py --full
@@ -72,39 +72,36 @@ def operator_table(operator: dict[str, Any]) -> list[str]:
     return lines
 
 
-def servers(cpu: dict[str, float]) -> str:
-    return " + ".join(f"{name} {ms}" for name, ms in cpu.items()) or "—"
-
-
-def saga_table(saga: dict[str, Any]) -> list[str]:
+def saga_table(saga: dict[str, Any], run: ModuleType) -> list[str]:
     lines = [
-        "| engine | sustained sagas/s (p99 < 250 ms) | p50 ms | p99 ms | CPU ms/saga | PostgreSQL + Kafka CPU ms/saga "
-        "| commits/saga | records/saga | capacity, any latency |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| engine | sustained sagas/s (p99 < 250 ms) | latency and cost at | p50 ms | p99 ms | CPU ms/saga | "
+        "PostgreSQL + Kafka CPU ms/saga | commits/saga | records/saga | peak sagas/s, any latency |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for h in saga["headline"]:
         if "shown_rate" not in h:
-            lines.append(f"| {h['target']} | — | | | | | | | |")
+            lines.append(f"| {h['target']} | — | | | | | | | | |")
             continue
-        sustained = f"{h['sagas_per_s']}" if h["sustained_rate"] else f"none (best step {h['sagas_per_s']})"
+        sustained = f"{h['sustained_rate']}" if h["sustained_rate"] else "none"
         lines.append(
-            f"| {h['target']} | {sustained} | {h['p50_ms']} | {h['p99_ms']} | {h['cpu_ms_per_saga']} | "
-            f"{servers(h.get('server_cpu_ms_per_saga', {}))} | {h['commits_per_saga']} | "
-            f"{h['kafka_records_per_saga']} | {h['capacity_rate']}/s |"
+            f"| {h['target']} | {sustained} | {run.step_label(h)} | {h['p50_ms']} | {h['p99_ms']} | "
+            f"{h['cpu_ms_per_saga']} | "
+            f"{run.servers(h.get('server_cpu_ms_per_saga', {}))} | {h['commits_per_saga']} | "
+            f"{h['kafka_records_per_saga']} | {h['peak_sagas_per_s']} |"
         )
     if saga["ratios"]:
         lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in saga["ratios"].items()) + "."]
     return lines
 
 
-def summary_markdown(data: dict[str, Any], svg_name: str) -> str:
+def summary_markdown(data: dict[str, Any], svg_name: str, run: ModuleType) -> str:
     m = data["saga"]["machine"]
     lines = [
         f"Recorded {data['recorded_at']} at `{data['git_sha']}` by `make bench`{' --full' if data['full'] else ''} "
         f"on {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
         "Kafka, PostgreSQL and the Kubernetes control plane share the machine with the engines.",
         "",
-        *saga_table(data["saga"]),
+        *saga_table(data["saga"], run),
         "",
         f"![throughput against p99 latency]({svg_name})",
         "",
@@ -123,12 +120,36 @@ def update_readme(section: str) -> None:
     README.write_text(f"{head}{START}\n{section}{END}{tail}")
 
 
+def publish(data: dict[str, Any], stem: Path, saga_run: ModuleType, *, readme: bool) -> None:
+    """Write ``<stem>.json/.md/.svg``, copy them to ``latest.*``, and rewrite the README's Performance section."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    saga = data["saga"]
+    title = f"Saga throughput against p99 latency ({data['git_sha']}, {saga['machine']['cpus']} CPUs)"
+    stem.with_suffix(".svg").write_text(throughput_latency_svg(saga["targets"], title))
+    details = saga_run.markdown(saga)
+    stem.with_suffix(".md").write_text(
+        "# Benchmarks\n\n" + summary_markdown(data, stem.with_suffix(".svg").name, saga_run) + "\n" + details
+    )
+    for suffix in (".json", ".md", ".svg"):
+        shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"latest{suffix}")
+    if readme:
+        update_readme(summary_markdown(data, "bench/results/latest.svg", saga_run))
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="long steps and holds, 100 platforms")
     parser.add_argument("--no-readme", action="store_true", help="leave README.md as it is")
+    parser.add_argument("--render", type=Path, help="only re-render the .md, .svg and README of a recorded .json")
     args = parser.parse_args(argv)
     saga_run = load("saga/run.py", "saga_run")
+    if args.render:
+        data = json.loads(args.render.read_text())
+        data["saga"]["headline"] = [saga_run.headline(r) for r in data["saga"]["targets"]]
+        data["saga"]["ratios"] = saga_run.ratios(data["saga"]["targets"])
+        publish(data, args.render.with_suffix(""), saga_run, readme=not args.no_readme)
+        return
     operator_run = load("operator/run.py", "operator_run")
     from checkout_stack.stack import Stack
 
@@ -138,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         bursts, repeats = [10, 50, 100], 10
     else:
         ramp = saga_run.Ramp(start=5, factor=2.0, ceiling=2000, step_s=8, hold_s=15)
-        bursts, repeats = [10, 50], 5
+        bursts, repeats = [10], 5
     saga = saga_run.report(saga_run.measure(Stack(), saga_run.TARGETS, ramp), ramp)
     saga_s = time.monotonic() - began
     operator = operator_run.run(bursts, repeats)
@@ -151,18 +172,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "operator": {"repeats": repeats, **operator},
     }
     stem = RESULTS / f"{dt.datetime.now(dt.UTC):%Y-%m-%d}-{data['git_sha']}"
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    stem.with_suffix(".json").write_text(json.dumps(data, indent=2, default=str) + "\n")
-    title = f"Saga throughput against p99 latency ({data['git_sha']}, {saga['machine']['cpus']} CPUs)"
-    stem.with_suffix(".svg").write_text(throughput_latency_svg(saga["targets"], title))
-    details = saga_run.markdown(saga)
-    stem.with_suffix(".md").write_text(
-        "# Benchmarks\n\n" + summary_markdown(data, stem.with_suffix(".svg").name) + "\n" + details
-    )
-    for suffix in (".json", ".md", ".svg"):
-        shutil.copyfile(stem.with_suffix(suffix), RESULTS / f"latest{suffix}")
-    if not args.no_readme:
-        update_readme(summary_markdown(data, "bench/results/latest.svg"))
+    publish(data, stem, saga_run, readme=not args.no_readme)
     print(f"written {stem}.{{json,md,svg}} and bench/results/latest.* in {time.monotonic() - began:.0f} s")
 
 

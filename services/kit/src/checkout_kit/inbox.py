@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import cache
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import Column, DateTime, MetaData, String, Table, delete, func
 from sqlalchemy.dialects.postgresql import insert
@@ -50,6 +50,17 @@ def _table() -> Table:
     return inbox_table(MetaData())
 
 
+@cache
+def _first_delivery_statement() -> Any:
+    """The inbox insert, built once (SQLAlchemy reuses its compiled form and cache key)."""
+    inbox = _table()
+    return (
+        insert(inbox)
+        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.message_id])
+        .returning(inbox.c.message_id)
+    )
+
+
 async def first_delivery(session: AsyncSession, consumer: str, message_id: str) -> bool:
     """Record the message as applied by ``consumer``; True the first time, False on a redelivery.
 
@@ -57,14 +68,7 @@ async def first_delivery(session: AsyncSession, consumer: str, message_id: str) 
     (two members briefly owning a partition during a rebalance) wait for the other transaction
     and then return False, instead of failing with a unique violation.
     """
-    inbox = _table()
-    statement = (
-        insert(inbox)
-        .values(consumer=consumer, message_id=message_id)
-        .on_conflict_do_nothing(index_elements=[inbox.c.consumer, inbox.c.message_id])
-        .returning(inbox.c.message_id)
-    )
-    result = await session.execute(statement)
+    result = await session.execute(_first_delivery_statement(), {"consumer": consumer, "message_id": message_id})
     return result.first() is not None
 
 

@@ -65,7 +65,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import JSONB, UUID
@@ -129,6 +128,15 @@ def _table() -> Table:
     return outbox_table(MetaData())
 
 
+@cache
+def _enqueue_statement() -> Any:
+    """``INSERT … RETURNING pg_notify(current_schema(), '')``: the row and its wake-up in one round trip.
+
+    Built once: SQLAlchemy then reuses its compiled form and cache key instead of rebuilding both per message.
+    """
+    return insert(_table()).returning(func.pg_notify(func.current_schema(), ""))
+
+
 async def enqueue(session: AsyncSession, topic: str, envelope: Envelope) -> None:
     """Add a message to the outbox in the caller's transaction; it is published after commit.
 
@@ -136,15 +144,15 @@ async def enqueue(session: AsyncSession, topic: str, envelope: Envelope) -> None
     transaction commits, and folds repeats within one transaction into one.
     """
     await session.execute(
-        insert(_table()).values(
-            id=uuid.uuid4(),
-            topic=topic,
-            key=envelope.saga_id,
-            headers=[[name, value.decode("utf-8")] for name, value in envelope.headers()],
-            payload=envelope.value(),
-        )
+        _enqueue_statement(),
+        {
+            "id": uuid.uuid4(),
+            "topic": topic,
+            "key": envelope.saga_id,
+            "headers": [[name, value.decode("utf-8")] for name, value in envelope.headers()],
+            "payload": envelope.value(),
+        },
     )
-    await session.execute(text("SELECT pg_notify(current_schema(), '')"))
 
 
 def notify_channel(settings: DatabaseSettings) -> str:

@@ -27,8 +27,12 @@ class KafkaSettings(BaseModel):
     """Client id reported to the broker (defaults to the service name)."""
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
     """How long a request to the broker may take."""
-    linger_ms: int = Field(default=2, ge=0, le=1_000)
-    """How long the producer waits to batch records (a small value keeps latency low)."""
+    linger_ms: int = Field(default=0, ge=0, le=1_000)
+    """How long the producer waits to batch records before sending.
+
+    0: the outbox relay hands the producer a whole batch of rows at once and then awaits every
+    acknowledgement, so records already travel together; a linger only delayed each hop (2 ms
+    over seven hops a saga)."""
     max_poll_records: int = Field(default=200, ge=1, le=10_000)
     """Upper bound of records one consumer poll returns."""
     fetch_max_wait_ms: int = Field(default=50, ge=1, le=10_000)

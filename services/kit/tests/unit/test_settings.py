@@ -102,3 +102,10 @@ def test_consumers_wait_at_most_50_ms_at_the_broker_unless_configured(clean_env:
     assert ServiceSettings().kafka.consumer_params("inventory", "g")["fetch_max_wait_ms"] == 50
     clean_env.setenv("KAFKA__FETCH_MAX_WAIT_MS", "200")
     assert ServiceSettings().kafka.consumer_params("inventory", "g")["fetch_max_wait_ms"] == 200
+
+
+def test_producers_do_not_linger_unless_configured(clean_env: pytest.MonkeyPatch) -> None:
+    """The relay batches by itself; a linger would only delay each saga hop."""
+    assert ServiceSettings().kafka.producer_params("inventory")["linger_ms"] == 0
+    clean_env.setenv("KAFKA__LINGER_MS", "5")
+    assert ServiceSettings().kafka.producer_params("inventory")["linger_ms"] == 5

@@ -97,9 +97,9 @@ def test_invalid_environment_is_refused_naming_the_field(clean_env: pytest.Monke
     assert field in str(caught.value).lower()
 
 
-def test_consumers_wait_at_most_50_ms_at_the_broker_unless_configured(clean_env: pytest.MonkeyPatch) -> None:
+def test_consumers_wait_at_most_100_ms_at_the_broker_unless_configured(clean_env: pytest.MonkeyPatch) -> None:
     """A long broker wait holds back every other partition's next fetch (aiokafka's default is 500 ms)."""
-    assert ServiceSettings().kafka.consumer_params("inventory", "g")["fetch_max_wait_ms"] == 50
+    assert ServiceSettings().kafka.consumer_params("inventory", "g")["fetch_max_wait_ms"] == 100
     clean_env.setenv("KAFKA__FETCH_MAX_WAIT_MS", "200")
     assert ServiceSettings().kafka.consumer_params("inventory", "g")["fetch_max_wait_ms"] == 200
 

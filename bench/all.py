@@ -72,28 +72,6 @@ def operator_table(operator: dict[str, Any]) -> list[str]:
     return lines
 
 
-def saga_table(saga: dict[str, Any], run: ModuleType) -> list[str]:
-    lines = [
-        "| engine | sustained sagas/s (p99 < 250 ms) | latency and cost at | p50 ms | p99 ms | CPU ms/saga | "
-        "PostgreSQL + Kafka CPU ms/saga | commits/saga | records/saga | peak sagas/s, any latency |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for h in saga["headline"]:
-        if "shown_rate" not in h:
-            lines.append(f"| {h['target']} | — | | | | | | | | |")
-            continue
-        sustained = f"{h['sustained_rate']}" if h["sustained_rate"] else "none"
-        lines.append(
-            f"| {h['target']} | {sustained} | {run.step_label(h)} | {h['p50_ms']} | {h['p99_ms']} | "
-            f"{h['cpu_ms_per_saga']} | "
-            f"{run.servers(h.get('server_cpu_ms_per_saga', {}))} | {h['commits_per_saga']} | "
-            f"{h['kafka_records_per_saga']} | {h['peak_sagas_per_s']} |"
-        )
-    if saga["ratios"]:
-        lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in saga["ratios"].items()) + "."]
-    return lines
-
-
 def summary_markdown(data: dict[str, Any], svg_name: str, run: ModuleType) -> str:
     m = data["saga"]["machine"]
     lines = [
@@ -101,7 +79,7 @@ def summary_markdown(data: dict[str, Any], svg_name: str, run: ModuleType) -> st
         f"on {m['cpus']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB, Linux {m['kernel']}, Python {m['python']}; "
         "Kafka, PostgreSQL and the Kubernetes control plane share the machine with the engines.",
         "",
-        *saga_table(data["saga"], run),
+        *run.headline_table(data["saga"]["headline"], data["saga"]["ratios"]),
         "",
         f"![throughput against p99 latency]({svg_name})",
         "",

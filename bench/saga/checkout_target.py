@@ -15,11 +15,10 @@ import uuid
 from collections.abc import Iterator
 from typing import Final
 
-import asyncpg
 import httpx
 from aiokafka import AIOKafkaProducer
 from saga_platform import SagaPlatform, checkout_body, launched, seed_stock
-from target import Outcome
+from target import Outcome, saga_outcomes
 
 from checkout.v1 import events_pb2, types_pb2
 from checkout_invariants import check, snapshot_stock
@@ -98,16 +97,7 @@ class CheckoutTarget:
         return saga_id
 
     async def outcomes(self, saga_ids: list[str]) -> list[Outcome]:
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            rows = await connection.fetch(
-                "SELECT saga_id::text AS saga_id, state, created_at, finished_at FROM orchestrator.sagas "
-                "WHERE saga_id = ANY($1::uuid[])",
-                saga_ids,
-            )
-        finally:
-            await connection.close()
-        return [Outcome(r["saga_id"], r["state"], r["created_at"], r["finished_at"]) for r in rows]
+        return await saga_outcomes(self.dsn, saga_ids)
 
     async def verdict(self, saga_ids: list[str]) -> str:
         report = await check(

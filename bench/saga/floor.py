@@ -51,10 +51,10 @@ from checkout_stack.stack import Stack
 
 if TYPE_CHECKING:  # mypy sees bench/saga as the package it is; run.py puts bench/saga itself on sys.path
     from bench.saga.floor_process import EVENTS, ORCHESTRATOR, PARTICIPANTS, ROLES, SCHEMAS, TOPICS, schema_ddl
-    from bench.saga.target import Outcome
+    from bench.saga.target import Outcome, saga_outcomes
 else:
     from floor_process import EVENTS, ORCHESTRATOR, PARTICIPANTS, ROLES, SCHEMAS, TOPICS, schema_ddl
-    from target import Outcome
+    from target import Outcome, saga_outcomes
 
 PROCESS: Final = Path(__file__).with_name("floor_process.py")
 READY_TIMEOUT_S: Final = 60.0
@@ -103,16 +103,7 @@ class FloorTarget:
         return str(saga_id)
 
     async def outcomes(self, saga_ids: list[str]) -> list[Outcome]:
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            rows = await connection.fetch(
-                "SELECT saga_id::text AS saga_id, state, created_at, finished_at FROM orchestrator.sagas "
-                "WHERE saga_id = ANY($1::uuid[])",
-                saga_ids,
-            )
-        finally:
-            await connection.close()
-        return [Outcome(r["saga_id"], r["state"], r["created_at"], r["finished_at"]) for r in rows]
+        return await saga_outcomes(self.dsn, saga_ids)
 
     async def verdict(self, saga_ids: list[str]) -> str:
         """Every started saga COMPLETED once, each hop applied exactly once, every outbox row published."""

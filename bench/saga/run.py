@@ -430,6 +430,28 @@ TABLE_HEAD: Final = (
 )
 
 
+def headline_table(headline: Sequence[dict[str, Any]], ratios: dict[str, Any]) -> list[str]:
+    """One row per engine (:func:`headline`), then the ratios: for ``saga.md`` and ``make bench``'s summary."""
+    lines = [
+        "| engine | sustained sagas/s (p99 < 250 ms) | latency and cost at | p50 ms | p99 ms | client p99 ms | "
+        "CPU ms/saga | PostgreSQL + Kafka CPU ms/saga | commits/saga | records/saga | peak sagas/s, any latency |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for h in headline:
+        if "shown_rate" not in h:
+            lines.append(f"| {h['target']} | — | | | | | | | | | |")
+            continue
+        sustained = f"{h['sustained_rate']}" if h["sustained_rate"] else "none"
+        lines.append(
+            f"| {h['target']} | {sustained} | {step_label(h)} | {h['p50_ms']} | {h['p99_ms']} | {h['client_p99_ms']} | "
+            f"{h['cpu_ms_per_saga']} | {servers(h.get('server_cpu_ms_per_saga', {}))} | {h['commits_per_saga']} | "
+            f"{h['kafka_records_per_saga']} | {h['peak_sagas_per_s']} |"
+        )
+    if ratios:
+        lines += ["", "Ratios: " + ", ".join(f"{k} = {v}" for k, v in ratios.items()) + "."]
+    return lines
+
+
 def markdown(data: dict[str, Any]) -> str:
     m = data["machine"]
     lines = [
@@ -440,23 +462,8 @@ def markdown(data: dict[str, Any]) -> str:
         "machine. Open loop; a step passes with every saga terminal, p99 saga latency < 250 ms and errors "
         "< 0.1 %; the best passing rate is then held.",
         "",
-        "| target | sustained sagas/s | at | p50 ms | p99 ms | client p99 ms | CPU ms/saga | PostgreSQL + Kafka CPU "
-        "ms/saga | commits/saga | records/saga | peak sagas/s (any latency) |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for h in data["headline"]:
-        if "shown_rate" not in h:
-            lines.append(f"| {h['target']} | — | | | | | | | | | |")
-            continue
-        sustained = f"{h['sustained_rate']}" if h["sustained_rate"] else "none"
-        lines.append(
-            f"| {h['target']} | {sustained} | {step_label(h)} | {h['p50_ms']} | {h['p99_ms']} | {h['client_p99_ms']} | "
-            f"{h['cpu_ms_per_saga']} | {servers(h['server_cpu_ms_per_saga'])} | {h['commits_per_saga']} | "
-            f"{h['kafka_records_per_saga']} | {h['peak_sagas_per_s']} |"
-        )
-    if data["ratios"]:
-        lines += ["", "Ratios: "
-                  + ", ".join(f"{k} = {v}" for k, v in data["ratios"].items()) + "."]  # fmt: skip
+    lines += headline_table(data["headline"], data["ratios"])
     for result in data["targets"]:
         lines += ["", f"## {result['target']} ({result['entry']})", "", TABLE_HEAD]
         lines += [_row(s) for s in result["steps"]]

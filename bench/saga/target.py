@@ -14,6 +14,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Protocol
 
+import asyncpg
+
 TERMINAL = ("COMPLETED", "FAILED")
 
 
@@ -70,3 +72,20 @@ class Target(Protocol):
     async def verdict(self, saga_ids: list[str]) -> str:
         """After the run: the target's consistency check over these sagas, in one line (``all invariants hold``...)."""
         ...
+
+
+async def saga_outcomes(dsn: str, saga_ids: list[str]) -> list[Outcome]:
+    """Outcomes from an ``orchestrator.sagas`` table (``saga_id uuid, state, created_at, finished_at``).
+
+    The platform's orchestrator and the floor's both keep their sagas in that shape.
+    """
+    connection = await asyncpg.connect(dsn)
+    try:
+        rows = await connection.fetch(
+            "SELECT saga_id::text AS saga_id, state, created_at, finished_at FROM orchestrator.sagas "
+            "WHERE saga_id = ANY($1::uuid[])",
+            saga_ids,
+        )
+    finally:
+        await connection.close()
+    return [Outcome(r["saga_id"], r["state"], r["created_at"], r["finished_at"]) for r in rows]

@@ -37,6 +37,13 @@ class KafkaPorts(BaseModel):
     """PLAINTEXT listener for clients."""
     controller_port: int = 19093
     """CONTROLLER listener for the KRaft quorum."""
+    proxied_port: int = 19094
+    """PROXIED listener: a second client listener that advertises ``proxied_advertised_port`` instead of
+    itself, so clients that bootstrap through a toxiproxy proxy listening there (upstream: this port)
+    keep every later broker connection on the proxy too. The fault-injection suite uses it."""
+    proxied_advertised_port: int = 19095
+    """What the PROXIED listener advertises: where the fault-injection suite's toxiproxy proxy listens.
+    Nothing listens there unless that proxy exists."""
     heap: str = "768m"
     """JVM heap (-Xmx and -Xms) of the broker."""
 

@@ -44,6 +44,7 @@ def outbox_relay(runtime: Runtime) -> OutboxRelay:
         settings.outbox,
         application_name=f"{settings.service_name} outbox-relay",
         metrics=MessagingMetrics.of(runtime.registry),
+        failpoint=runtime.failpoint,
     )
 
 
@@ -59,6 +60,7 @@ def saga_consumer(runtime: Runtime) -> TransactionalConsumer:
         settings.kafka,
         settings.service_name,
         metrics=MessagingMetrics.of(runtime.registry),
+        failpoint=runtime.failpoint,
     )
 
 

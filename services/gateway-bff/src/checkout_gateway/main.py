@@ -29,6 +29,7 @@ def _outbox_relay(runtime: Runtime) -> OutboxRelay:
         runtime.settings.outbox,
         application_name=f"{runtime.settings.service_name} outbox relay",
         metrics=MessagingMetrics.of(runtime.registry),
+        failpoint=runtime.failpoint,
     )
 
 

@@ -33,7 +33,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from checkout_kit import db, tracing
+from checkout_kit import db, failpoints, tracing
 from checkout_kit.body_limit import BodyLimitMiddleware
 from checkout_kit.health import Check, Readiness, health_router
 from checkout_kit.messaging.producer import Publisher, start_producer, stop_producer
@@ -92,6 +92,8 @@ class Runtime:
         self._engine = engine
         self._sessions = db.session_factory(engine) if engine is not None else None
         self._publisher = publisher
+        self.failpoint = failpoints.from_settings(settings.failpoints, forbidden=settings.failpoints_forbidden)
+        """Where the fault-injection suite SIGKILLs the process (``FAILPOINTS``); None in production."""
 
     @property
     def has_database(self) -> bool:

@@ -13,6 +13,8 @@ from typing import Any
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from checkout_kit import failpoints
+
 KAFKA_NAME_PATTERN = r"^[A-Za-z0-9._-]{1,200}$"
 
 
@@ -174,10 +176,21 @@ class ServiceSettings(BaseSettings):
     share a cluster (or a test run next to a dev stack) out of each other's groups and rebalances."""
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     """Root log level, any case (``info`` is ``INFO``)."""
+    failpoints: str = ""
+    """``FAILPOINTS``: places where the process SIGKILLs itself, for the fault-injection suite only, e.g.
+    ``consumer.after-db-commit=kill@3`` (see :mod:`checkout_kit.failpoints`). Empty in production."""
+    failpoints_forbidden: bool = False
+    """``FAILPOINTS_FORBIDDEN``: set by the images, so a production build refuses to start with failpoints."""
 
     def group_id(self) -> str:
         """The consumer group: ``consumer_group`` if set, else ``<topic prefix>.<service name>``."""
         return self.consumer_group or f"{self.kafka.topic_prefix}.{self.service_name}"
+
+    @field_validator("failpoints")
+    @classmethod
+    def _failpoints_parse(cls, value: str) -> str:
+        failpoints.parse(value)  # a typo must fail at startup, not silently arm nothing
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

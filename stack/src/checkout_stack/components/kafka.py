@@ -268,16 +268,18 @@ class Kafka(ProcessComponent):
     def server_properties(self) -> dict[str, str]:
         """The broker's configuration (KRaft combined mode, one node, loopback only)."""
         cfg = self.settings.kafka
-        listeners = f"PLAINTEXT://{HOST}:{cfg.port},CONTROLLER://{HOST}:{cfg.controller_port}"
+        plain, controller = f"PLAINTEXT://{HOST}:{cfg.port}", f"CONTROLLER://{HOST}:{cfg.controller_port}"
+        # PROXIED listens on its own port but advertises the toxiproxy proxy's (see KafkaPorts.proxied_port).
+        proxied, advertised = f"PROXIED://{HOST}:{cfg.proxied_port}", f"PROXIED://{HOST}:{cfg.proxied_advertised_port}"
         return {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.bootstrap.servers": f"{HOST}:{cfg.controller_port}",
-            "listeners": listeners,
-            "advertised.listeners": listeners,
+            "listeners": f"{plain},{controller},{proxied}",
+            "advertised.listeners": f"{plain},{controller},{advertised}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,PROXIED:PLAINTEXT",
             "log.dirs": str(self.data_dir),
             # One node: every internal topic has one replica, and one in-sync replica is enough.
             "offsets.topic.replication.factor": "1",
@@ -371,11 +373,12 @@ class Kafka(ProcessComponent):
 
         ``java`` is the executable the broker will run with (default: the one :meth:`_java` finds).
         """
-        for port in (self.settings.kafka.port, self.settings.kafka.controller_port):
+        cfg = self.settings.kafka
+        for port in (cfg.port, cfg.controller_port, cfg.proxied_port):
             if port_open(port):
                 raise KafkaError(
                     f"{HOST}:{port} is already taken by another process: stop it or choose other "
-                    "ports (CHECKOUT_STACK_KAFKA__PORT / CHECKOUT_STACK_KAFKA__CONTROLLER_PORT)"
+                    "ports (CHECKOUT_STACK_KAFKA__PORT / __CONTROLLER_PORT / __PROXIED_PORT)"
                 )
         java = java or self._java()
         self._check_java(java)

@@ -170,6 +170,7 @@ def outbox_relay(runtime: Runtime) -> Component:
         settings.outbox,
         application_name=f"{settings.service_name} outbox-relay",
         metrics=MessagingMetrics.of(runtime.registry),
+        failpoint=runtime.failpoint,
     )
 
 
@@ -201,6 +202,7 @@ def command_components(
             settings.kafka,
             settings.service_name,
             metrics=MessagingMetrics.of(runtime.registry),
+            failpoint=runtime.failpoint,
         )
 
     return {"outbox-relay": outbox_relay, "command-consumer": command_consumer}

@@ -64,6 +64,14 @@ class KafkaSettings(BaseModel):
     lag_refresh_interval_s: float = Field(default=10.0, gt=0, le=3_600)
     """How often each consumer measures its lag (``checkout_consumer_lag``): one ListOffsets request
     per refresh, plus one OffsetFetch per partition newly assigned to it."""
+    max_message_bytes: int = Field(default=256 * 1024, ge=1_024, le=64 * 1024 * 1024)
+    """Largest record (key, value and headers together) a consumer applies; a larger one goes to the
+    dead-letter topic as ``oversized`` without being decoded.
+
+    A saga message is a few KiB (the gateway refuses HTTP bodies above ``HTTP__MAX_BODY_BYTES``, 64 KiB by
+    default), so anything far larger is not one of ours: refusing it before protobuf/JSON parsing bounds
+    the memory and CPU one hostile record can cost. Below the broker's default ``message.max.bytes`` (1 MiB),
+    so such a record can reach a topic and is worth a limit of its own."""
 
     def common_params(self, service_name: str) -> dict[str, Any]:
         """Parameters every aiokafka client takes."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from checkout_kit.messaging.dead_letters import MAX_DETAIL_CHARS, dead_letter_headers
+from aiokafka.errors import MessageSizeTooLargeError
+
+from checkout_kit.messaging.dead_letters import MAX_DETAIL_CHARS, DeadLetters, dead_letter_headers
 
 
 @dataclass
@@ -56,3 +58,44 @@ def test_long_details_are_cut() -> None:
     detail = dict(dead_letter_headers(Record(), reason="r", detail="x" * 50_000, consumer_group="g"))["dlq_detail"]
     assert len(detail.decode()) == MAX_DETAIL_CHARS
     assert detail.decode().endswith("…")
+
+
+class RefusesLargeRecords:
+    """A publisher whose producer takes records up to ``limit`` bytes, like aiokafka's max_request_size."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
+
+    async def publish_record(
+        self, topic: str, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> None:
+        size = len(key or b"") + len(value or b"") + sum(len(n) + len(v) for n, v in headers)
+        if size > self.limit:
+            raise MessageSizeTooLargeError(f"{size} bytes")
+        self.sent.append((topic, key, value, headers))
+
+
+async def test_a_record_too_large_to_copy_is_dead_lettered_without_its_value() -> None:
+    """Otherwise its dead-lettering would fail forever and block the partition behind it."""
+    publisher = RefusesLargeRecords(limit=4_096)
+    letters = DeadLetters(publisher, "checkout.dlq", "payment")  # type: ignore[arg-type]
+    record = Record(value=b"x" * 10_000, headers=[("ce_id", b"m-1"), ("big", b"y" * 3_000)])
+    await letters.send(record, "oversized", "too big")
+    [(topic, key, value, headers)] = publisher.sent
+    assert (topic, key, value) == ("checkout.dlq", b"saga", b"")
+    described = dict(headers)
+    assert described["dlq_reason"] == b"oversized"
+    assert described["dlq_value_omitted"] == b"10000"
+    assert described["dlq_offset"] == b"41"
+    assert "big" not in described
+
+
+async def test_a_record_that_fits_is_copied_whole() -> None:
+    publisher = RefusesLargeRecords(limit=1_000_000)
+    letters = DeadLetters(publisher, "checkout.dlq", "payment")  # type: ignore[arg-type]
+    await letters.send(Record(value=b"x" * 10_000), "oversized", "too big")
+    [(_, _, value, headers)] = publisher.sent
+    assert value == b"x" * 10_000
+    assert "dlq_value_omitted" not in dict(headers)
+    assert dict(headers)["ce_id"] == b"m-1"

@@ -9,7 +9,7 @@ import pytest
 
 from checkout.v1 import commands_pb2, events_pb2, types_pb2
 from checkout_kit.messaging.codec import JSON, PROTOBUF, PoisonMessageError
-from checkout_kit.messaging.envelope import Envelope
+from checkout_kit.messaging.envelope import OVERSIZED, Envelope, record_size
 
 SAGA = "0b7e4b0e-7f1a-4e55-8d0c-5d8b8f0d2a61"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -188,3 +188,17 @@ def test_unsupported_content_type() -> None:
     env = envelope()
     headers = replace_header(env, "content-type", b"text/plain")
     assert reason_of(env.key(), env.value(), headers) == "unsupported-content-type"
+
+
+def test_a_record_above_the_size_limit_is_refused_before_parsing() -> None:
+    env = envelope()
+    size = record_size(env.key(), env.value(), env.headers())
+    assert Envelope.from_record(env.key(), env.value(), env.headers(), max_bytes=size) == env
+    with pytest.raises(PoisonMessageError) as caught:
+        Envelope.from_record(env.key(), env.value(), env.headers(), max_bytes=size - 1)
+    assert caught.value.reason == OVERSIZED
+    assert str(size) in caught.value.detail
+    # Refused whatever it holds: garbage without headers is oversized, not missing-headers.
+    with pytest.raises(PoisonMessageError) as caught:
+        Envelope.from_record(None, b"\x00" * 2_048, [], max_bytes=1_024)
+    assert caught.value.reason == OVERSIZED

@@ -109,3 +109,13 @@ def test_producers_do_not_linger_unless_configured(clean_env: pytest.MonkeyPatch
     assert ServiceSettings().kafka.producer_params("inventory")["linger_ms"] == 0
     clean_env.setenv("KAFKA__LINGER_MS", "5")
     assert ServiceSettings().kafka.producer_params("inventory")["linger_ms"] == 5
+
+
+def test_consumers_refuse_records_above_256_kib_unless_configured(clean_env: pytest.MonkeyPatch) -> None:
+    """Saga messages are a few KiB; the limit sits well below the broker's 1 MiB default."""
+    assert ServiceSettings().kafka.max_message_bytes == 256 * 1024
+    clean_env.setenv("KAFKA__MAX_MESSAGE_BYTES", "65536")
+    assert ServiceSettings().kafka.max_message_bytes == 65_536
+    clean_env.setenv("KAFKA__MAX_MESSAGE_BYTES", "10")
+    with pytest.raises(ValidationError, match="max_message_bytes"):
+        ServiceSettings()

@@ -2,8 +2,9 @@
 
 For each record, in order within its partition:
 
-1. Decode it (:meth:`Envelope.from_record`). A record that can never be decoded goes to the
-   dead-letter topic, its offset is committed, and the partition moves on.
+1. Decode it (:meth:`Envelope.from_record`). A record that can never be decoded — or that is
+   larger than ``KafkaSettings.max_message_bytes`` (``oversized``, refused before any parsing) —
+   goes to the dead-letter topic, its offset is committed, and the partition moves on.
 2. In ONE database transaction: insert ``(consumer, ce_id)`` into the inbox; if that is the
    first delivery, run the handler, which writes its effects and enqueues its outgoing
    messages (the outbox) in the same session. Commit.
@@ -383,7 +384,9 @@ class TransactionalConsumer(BackgroundLoop):
         """
         started = time.perf_counter()
         try:
-            envelope = Envelope.from_record(record.key, record.value, record.headers)
+            envelope = Envelope.from_record(
+                record.key, record.value, record.headers, max_bytes=self.settings.max_message_bytes
+            )
         except PoisonMessageError as poison:
             return poison.reason, poison.detail
         with consume_span(

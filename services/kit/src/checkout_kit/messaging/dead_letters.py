@@ -11,6 +11,13 @@ dead-letter topic, are replaced, not repeated):
 ``dlq_topic``, ``dlq_partition``, ``dlq_offset``   where the record was read
 ``dlq_consumer_group``  who gave up on it
 ``dlq_failed_at``       when (RFC 3339, UTC)
+``dlq_value_omitted``   only on a copy the producer or the broker refused as too large: the
+                        original value's size in bytes. That copy carries the key and the
+                        ``dlq_*`` headers only; the record itself stays in its topic, at
+                        ``dlq_topic``/``dlq_partition``/``dlq_offset``, until retention
+
+Without that last rule a record too large to copy would fail its dead-lettering forever, and the
+consumer, which retries a failed DLQ publish without bound, would block its partition behind it.
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import Final, Protocol
+
+from aiokafka.errors import MessageSizeTooLargeError
 
 from checkout_kit.messaging.producer import Publisher
 from checkout_kit.metrics import MessagingMetrics
@@ -103,7 +112,22 @@ class DeadLetters:
         record's offset (it retries), so a record is never lost between its topic and the DLQ.
         """
         headers = dead_letter_headers(record, reason=reason, detail=detail, consumer_group=self.consumer_group)
-        await self.publisher.publish_record(self.topic, key=record.key, value=record.value, headers=headers)
+        try:
+            await self.publisher.publish_record(self.topic, key=record.key, value=record.value, headers=headers)
+        except MessageSizeTooLargeError:
+            # Refused by our producer's max_request_size or the broker's max.message.bytes: no retry can
+            # change that, so the failure goes to the DLQ without the value (the original keeps it).
+            omitted = len(record.value or b"")
+            described = [(name, raw) for name, raw in headers if name.startswith(DLQ_HEADER_PREFIX)]
+            described.append(("dlq_value_omitted", str(omitted).encode()))
+            await self.publisher.publish_record(self.topic, key=record.key, value=b"", headers=described)
+            log.warning(
+                "dead letter of %s[%d]@%d sent without its %d-byte value (too large to copy)",
+                record.topic,
+                record.partition,
+                record.offset,
+                omitted,
+            )
         self.metrics.dead_letters.labels(record.topic, reason).inc()
         log.warning(
             "dead-lettered %s[%d]@%d to %s: %s: %s",

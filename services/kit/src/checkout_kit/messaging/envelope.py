@@ -21,7 +21,14 @@ from checkout_kit.messaging.codec import PoisonMessageError
 
 SPEC_VERSION: Final = "1.0"
 TRACE_HEADERS: Final = ("traceparent", "tracestate")
+OVERSIZED: Final = "oversized"
+"""``dlq_reason`` of a record larger than the consumer's ``KafkaSettings.max_message_bytes``."""
 KafkaHeaders = list[tuple[str, bytes]]
+
+
+def record_size(key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> int:
+    """Bytes a record carries: key, value, and every header's name and value."""
+    return len(key or b"") + len(value or b"") + sum(len(name) + len(raw) for name, raw in headers)
 
 
 def _uuid(value: str, what: str) -> str:
@@ -82,8 +89,23 @@ class Envelope:
         return codec.encode(self.message, self.content_type)
 
     @classmethod
-    def from_record(cls, key: bytes | None, value: bytes | None, headers: Sequence[tuple[str, bytes]]) -> Envelope:
-        """Decode a Kafka record; raise :class:`PoisonMessageError` for anything that can never be processed."""
+    def from_record(
+        cls,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Sequence[tuple[str, bytes]],
+        *,
+        max_bytes: int | None = None,
+    ) -> Envelope:
+        """Decode a Kafka record; raise :class:`PoisonMessageError` for anything that can never be processed.
+
+        ``max_bytes``: a record larger than this (:func:`record_size`) is refused as :data:`OVERSIZED`
+        before anything of it is parsed.
+        """
+        if max_bytes is not None:
+            size = record_size(key, value, headers)
+            if size > max_bytes:
+                raise PoisonMessageError(OVERSIZED, f"the record carries {size} bytes, above the limit of {max_bytes}")
         try:
             fields = {name: raw.decode("utf-8") for name, raw in headers}
         except UnicodeDecodeError as error:

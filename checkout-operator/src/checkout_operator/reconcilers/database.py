@@ -19,9 +19,11 @@ The grant model:
 - Explicit grants to it on any other schema are revoked: a service sees only its own schema. Grants
   others receive on its schema are left alone (a DBA may give a reporting role read access).
 - ``schema public``: PostgreSQL 15+ gives ``PUBLIC`` only ``USAGE`` there, so the role cannot create in
-  it. Where ``PUBLIC`` may still ``CREATE`` (the pre-15 default, or granted by hand) every role can, and
-  revoking it from ``PUBLIC`` is a database-wide decision the operator does not take: the ready message
-  says so instead.
+  it. Where ``PUBLIC`` may still ``CREATE`` (the pre-15 default, a database restored from an older
+  server, or granted by hand) every role can, service roles too: a channel between services outside
+  their schemas (and the search-path trap of CVE-2018-1058). When the admin may revoke it (a superuser,
+  or a member of the schema's owner) every pass runs ``REVOKE CREATE ON SCHEMA public FROM PUBLIC`` —
+  PostgreSQL 15's own default — and says so in an Event; otherwise the ready message says so instead.
 - ``ALTER DEFAULT PRIVILEGES FOR ROLE <admin> IN SCHEMA <schema> GRANT ALL ON TABLES, SEQUENCES,
   FUNCTIONS TO <role>``: what the admin creates in a service's schema (a hand-run fix) stays usable by
   the service.
@@ -47,6 +49,7 @@ schema recreated under an existing role sets ``recreated``), ``Ready``, ``Error`
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -79,6 +82,9 @@ WANTED_FLAGS: Final = frozenset({"LOGIN"})
 
 DATABASE_PRIVILEGES: Final = frozenset({"CONNECT", "TEMPORARY"})
 """Explicit privileges of a service role on the database (``CREATE`` would let it make schemas)."""
+
+REVOKE_PUBLIC_CREATE: Final = "REVOKE CREATE ON SCHEMA public FROM PUBLIC"
+"""Closes schema ``public`` to every role's objects (pre-15 databases let ``PUBLIC`` create there)."""
 
 DEFAULT_PRIVILEGE_KINDS: Final = ("TABLES", "SEQUENCES", "FUNCTIONS")
 """Objects the admin creates in a service's schema that the service role gets ``ALL`` on."""
@@ -227,9 +233,11 @@ class AdminFacts:
     createrole: bool
     can_create_schemas: bool
     public_schema_writable: bool
+    """``PUBLIC`` holds ``CREATE`` on schema ``public``: every role, service roles too, may create there."""
     grants_on_database: bool = True
     """May grant ``CONNECT, TEMPORARY`` on the database (owns it, is a superuser, or holds grant options)."""
-    """``PUBLIC`` holds ``CREATE`` on schema ``public``: every role, service roles too, may create there."""
+    owns_public_schema: bool = False
+    """A superuser or a member of schema ``public``'s owner: may revoke ``PUBLIC``'s ``CREATE`` there."""
 
 
 @dataclass(frozen=True)
@@ -528,7 +536,9 @@ SELECT current_user AS name, current_database() AS database, r.rolsuper, r.rolcr
        has_database_privilege(current_database(), 'CONNECT WITH GRANT OPTION')
          AND has_database_privilege(current_database(), 'TEMPORARY WITH GRANT OPTION') AS grants_on_database,
        EXISTS (SELECT 1 FROM pg_namespace n CROSS JOIN LATERAL aclexplode(n.nspacl) a
-               WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS public_writable
+               WHERE n.nspname = 'public' AND a.grantee = 0 AND a.privilege_type = 'CREATE') AS public_writable,
+       r.rolsuper OR EXISTS (SELECT 1 FROM pg_namespace n WHERE n.nspname = 'public'
+                             AND pg_has_role(current_user, n.nspowner, 'USAGE')) AS owns_public_schema
 FROM pg_roles r WHERE r.rolname = current_user
 """
 
@@ -600,6 +610,7 @@ async def _observe_admin(connection: Any) -> AdminFacts:
         can_create_schemas=bool(row["can_create_schemas"]),
         public_schema_writable=bool(row["public_writable"]),
         grants_on_database=bool(row["grants_on_database"]),
+        owns_public_schema=bool(row["owns_public_schema"]),
     )
 
 
@@ -880,6 +891,21 @@ async def reconcile_database(
         refused = _missing_rights(facts, postgres)
         if refused is not None:
             return failed_pass(databases, refused)
+        hardened: list[Notice] = []
+        if facts.public_schema_writable and facts.owns_public_schema:
+            try:
+                await connection.execute(REVOKE_PUBLIC_CREATE)
+            except _EXPECTED_ERRORS as error:
+                return failed_pass(databases, failure_of(error))
+            facts = dataclasses.replace(facts, public_schema_writable=False)
+            hardened.append(
+                Notice(
+                    "Warning",
+                    "PublicSchemaHardened",
+                    f"PUBLIC could CREATE in schema public of {postgres.database}, so every service role could"
+                    f" too: ran {REVOKE_PUBLIC_CREATE} (PostgreSQL 15's default)",
+                )
+            )
         results: list[ServiceResult] = []
         for index, login in enumerate(logins):
             try:
@@ -909,9 +935,10 @@ async def reconcile_database(
     if facts.public_schema_writable:
         message += (
             "; note: PUBLIC may CREATE in schema public, so every service role can too"
-            " (REVOKE CREATE ON SCHEMA public FROM PUBLIC closes it)"
+            f" ({REVOKE_PUBLIC_CREATE} by its owner closes it)"
         )
-    return summarise(results, ready_reason="DatabaseReady", ready_message=message)
+    outcome = summarise(results, ready_reason="DatabaseReady", ready_message=message)
+    return dataclasses.replace(outcome, notices=[*hardened, *outcome.notices]) if hardened else outcome
 
 
 async def _delete_service(

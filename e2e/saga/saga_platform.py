@@ -27,7 +27,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from checkout_stack.processes import owned_processes
-from checkout_stack.settings import REPO_ROOT, ServicesSettings, StackSettings
+from checkout_stack.settings import REPO_ROOT, SERVICE_NAMES, ServicesSettings, StackSettings
 from checkout_stack.stack import Stack
 
 T = TypeVar("T")
@@ -176,6 +176,34 @@ class SagaPlatform:
         env = self.settings.extra_env.get(ORCHESTRATOR, {})
         return {key: value for key, value in env.items() if key.startswith("SAGA__")}
 
+    def set_env(self, service: str, updates: Mapping[str, str | None]) -> None:
+        """Change a service's extra environment (``None`` removes a variable) and (re)start it with it.
+
+        A running service is stopped first (SIGTERM and drain); a dead one (killed by a test) is only
+        started. Waits for its /readyz, as `checkout-stack services up <service>` does.
+        """
+        env = dict(self.settings.extra_env.get(service, {}))
+        for key, value in updates.items():
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+        extra_env = {**self.settings.extra_env, service: env}
+        settings = self.stack.settings.model_copy(
+            update={"services": self.settings.model_copy(update={"extra_env": extra_env})}
+        )
+        only = settings.model_copy(update={"services": settings.services.model_copy(update={"enabled": [service]})})
+        Stack(only).down([self.stack.services.name])
+        Stack(only).up([self.stack.services.name])
+        self.stack = Stack(settings)
+
+    def stop_service(self, service: str) -> None:
+        """`checkout-stack services down <service>` on this instance: SIGTERM, drain, wait for the exit."""
+        only = self.stack.settings.model_copy(
+            update={"services": self.settings.model_copy(update={"enabled": [service]})}
+        )
+        Stack(only).down([self.stack.services.name])
+
     def use_deadlines(self, deadlines: Mapping[str, str]) -> None:
         """Run the orchestrator with these ``SAGA__*`` variables, restarting it through the launcher if needed.
 
@@ -224,14 +252,23 @@ def telemetry_env(name: str, otel: Mapping[str, str] | None) -> dict[str, dict[s
 
 
 def instance_settings(
-    shared: StackSettings, name: str, database: str, otel: Mapping[str, str] | None = None
+    shared: StackSettings,
+    name: str,
+    database: str,
+    otel: Mapping[str, str] | None = None,
+    every_service: Mapping[str, str] | None = None,
 ) -> StackSettings:
     """Settings of an isolated instance next to the shared stack's PostgreSQL and Kafka.
 
-    ``otel``: OTEL_* variables every service gets (see :func:`telemetry_env`).
+    ``otel``: OTEL_* variables every service gets (see :func:`telemetry_env`). ``every_service``:
+    more variables for every service, last (e.g. ``DATABASE__URL`` through a fault-injection proxy);
+    ``{database}`` in a value becomes the instance's database name.
     """
     ports = free_ports(6)
     telemetry = telemetry_env(name, otel)
+    if every_service:
+        more = {key: value.replace("{database}", database) for key, value in every_service.items()}
+        telemetry = {service: {**telemetry.get(service, {}), **more} for service in SERVICE_NAMES}
     return StackSettings(
         cache_dir=shared.cache_dir,
         run_dir=REPO_ROOT / ".run" / name,
@@ -260,16 +297,22 @@ def instance_settings(
 
 @contextlib.contextmanager
 def launched(
-    shared: Stack, superuser_dsn: str, bootstrap_servers: str, *, otel: Mapping[str, str] | None = None
+    shared: Stack,
+    superuser_dsn: str,
+    bootstrap_servers: str,
+    *,
+    otel: Mapping[str, str] | None = None,
+    every_service: Mapping[str, str] | None = None,
 ) -> Iterator[SagaPlatform]:
     """Start an isolated instance, yield it, then stop it and remove its database and topics.
 
     Leaves ``.run/<instance>/`` (logs and ``timings.json``) for inspection; raises at the end if
-    any process of the instance outlived the stop. ``otel``: OTEL_* variables for every service.
+    any process of the instance outlived the stop. ``otel``: OTEL_* variables for every service;
+    ``every_service``: more variables for every service (see :func:`instance_settings`).
     """
     suffix = uuid.uuid4().hex[:8]
     name = f"e2e-saga-{suffix}"
-    stack = Stack(instance_settings(shared.settings, name, f"e2e_saga_{suffix}", otel))
+    stack = Stack(instance_settings(shared.settings, name, f"e2e_saga_{suffix}", otel, every_service))
     secret = stack.postgres.password_file
     secret.parent.mkdir(parents=True, mode=0o700)
     shutil.copyfile(shared.postgres.password_file, secret)  # reach the shared server as its superuser

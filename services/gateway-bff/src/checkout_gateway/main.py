@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from checkout_gateway.api import carts, checkout
 from checkout_gateway.config import GatewaySettings
+from checkout_gateway.rate_limit import RateLimitMiddleware
 from checkout_gateway.upstreams import UpstreamError, Upstreams, upstream_error_response
 from checkout_kit.app import Component, Runtime, ServiceSpec
 from checkout_kit.app import create_app as create_service_app
@@ -58,4 +59,7 @@ def create_app(settings: GatewaySettings) -> FastAPI:
     app = create_service_app(spec, settings)
     app.state.upstreams = upstreams
     app.add_exception_handler(UpstreamError, upstream_error_response)
+    if settings.rate_limit.enabled:
+        # Outermost: a refused request costs no body read, no span and no database work.
+        app.add_middleware(RateLimitMiddleware, settings=settings.rate_limit, registry=app.state.registry)
     return app

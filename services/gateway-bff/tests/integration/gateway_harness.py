@@ -25,10 +25,14 @@ from checkout_kit.testing import Kafka, wait_until
 
 
 @contextmanager
-def serve_in_thread(app: FastAPI, *, startup_timeout_s: float = 30.0) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1:<ephemeral port> (its lifespan included); yield the base URL."""
+def serve_in_thread(
+    app: FastAPI, *, startup_timeout_s: float = 30.0, config: uvicorn.Config | None = None
+) -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1:<ephemeral port> (its lifespan included); yield the base URL.
+
+    ``config`` replaces the default server configuration (it must bind 127.0.0.1, port 0)."""
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", loop="asyncio")
+        config or uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", loop="asyncio")
     )
     thread = threading.Thread(target=server.run, name="test-http-server", daemon=True)
     thread.start()

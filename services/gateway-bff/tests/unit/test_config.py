@@ -56,3 +56,25 @@ def test_bad_upstream_settings_are_refused(clean_env: pytest.MonkeyPatch, variab
 
 def test_migrations_have_one_head() -> None:
     assert script_heads(MIGRATIONS) == ("0001",)
+
+
+def test_the_rate_limit_is_on_by_default_and_set_by_the_environment(clean_env: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.upper().startswith("RATE_LIMIT__"):
+            clean_env.delenv(name)
+    defaults = GatewaySettings().rate_limit
+    assert defaults.enabled
+    assert (defaults.requests_per_s, defaults.burst, defaults.client_header) == (50.0, 200.0, None)
+
+    clean_env.setenv("RATE_LIMIT__ENABLED", "false")
+    clean_env.setenv("RATE_LIMIT__REQUESTS_PER_S", "5")
+    clean_env.setenv("RATE_LIMIT__BURST", "10")
+    clean_env.setenv("RATE_LIMIT__CLIENT_HEADER", "X-Forwarded-For")
+    settings = GatewaySettings().rate_limit
+    assert not settings.enabled
+    assert (settings.requests_per_s, settings.burst, settings.client_header) == (5.0, 10.0, "X-Forwarded-For")
+    assert settings.read_cost == defaults.read_cost
+
+    clean_env.setenv("RATE_LIMIT__REQUESTS_PER_S", "0")
+    with pytest.raises(ValidationError, match="requests_per_s"):
+        GatewaySettings()

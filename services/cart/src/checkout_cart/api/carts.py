@@ -19,6 +19,11 @@ router = APIRouter(prefix="/carts", tags=["carts"])
 CartSettingsDep = Annotated[CartSettings, Depends(settings_of(CartSettings))]
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="The line's SKU")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: {"description": "No such cart"}}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {"description": "The body cannot be read as UTF-8 JSON"},
+    status.HTTP_413_CONTENT_TOO_LARGE: {"description": "The body is larger than the service accepts"},
+}
+"""What a route taking a JSON body may answer besides its own codes (FastAPI's 400, the kit's body limit)."""
 
 
 def _not_found(cart_id: uuid.UUID) -> HTTPException:
@@ -39,7 +44,7 @@ async def _read(session: AsyncSession, cart_id: uuid.UUID) -> Cart:
     )
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
 async def create_cart(body: NewCart, session: SessionDep, response: Response) -> Cart:
     """Open an empty cart for a customer."""
     async with session.begin():
@@ -58,7 +63,11 @@ async def get_cart(cart_id: uuid.UUID, session: SessionDep) -> Cart:
 
 @router.put(
     "/{cart_id}/items/{sku}",
-    responses={**NOT_FOUND, status.HTTP_409_CONFLICT: {"description": "The cart holds the most lines allowed"}},
+    responses={
+        **NOT_FOUND,
+        **BODY_ERRORS,
+        status.HTTP_409_CONFLICT: {"description": "The cart holds the most lines allowed"},
+    },
 )
 async def set_item(
     cart_id: uuid.UUID, sku: SkuPath, body: LineQuantity, session: SessionDep, settings: CartSettingsDep

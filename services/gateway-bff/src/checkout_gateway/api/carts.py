@@ -11,12 +11,12 @@ client gets 503 (unreachable), 504 (too slow) or 502 (it failed) with a detail s
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Path, Request, Response, status
 
 from checkout_gateway.api.deps import UpstreamsDep
-from checkout_gateway.api.models import SKU_PATTERN
+from checkout_gateway.api.models import SKU_PATTERN, CartLineBody, NewCartBody, json_body
 from checkout_gateway.upstreams import CART, UPSTREAM_RESPONSES, Upstreams, unusable_answer
 
 PREFIX: Final = "/api/carts"
@@ -26,6 +26,14 @@ PASSED_RESPONSE_HEADERS: Final = ("content-type", "cache-control", "etag", "last
 router = APIRouter(prefix=PREFIX, tags=["carts"], responses=UPSTREAM_RESPONSES)
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="The line's SKU")]
+
+NOT_FOUND: Final[dict[int | str, dict[str, Any]]] = {status.HTTP_404_NOT_FOUND: {"description": "No such cart"}}
+BODY_ERRORS: Final[dict[int | str, dict[str, Any]]] = {
+    status.HTTP_400_BAD_REQUEST: {"description": "The body cannot be read as UTF-8 JSON"},
+    status.HTTP_413_CONTENT_TOO_LARGE: {"description": "The body is larger than the gateway accepts"},
+    status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "The cart service refused the body (field detail)"},
+}
+"""What the cart service answers to a bad body, passed through (and the gateway's own body limit)."""
 
 
 async def _forward(request: Request, upstreams: Upstreams, path: str) -> Response:
@@ -53,31 +61,39 @@ async def _forward(request: Request, upstreams: Upstreams, path: str) -> Respons
     return Response(content=answer.content, status_code=answer.status_code, headers=passed)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS, openapi_extra=json_body(NewCartBody))
 async def create_cart(request: Request, upstreams: UpstreamsDep) -> Response:
     """Open an empty cart: ``{customer_id, currency}`` → 201, the cart, ``Location``."""
     return await _forward(request, upstreams, "")
 
 
-@router.get("/{cart_id}")
+@router.get("/{cart_id}", responses=NOT_FOUND)
 async def get_cart(cart_id: uuid.UUID, request: Request, upstreams: UpstreamsDep) -> Response:
     """The cart with its lines; 404 if unknown."""
     return await _forward(request, upstreams, f"/{cart_id}")
 
 
-@router.put("/{cart_id}/items/{sku}")
+@router.put(
+    "/{cart_id}/items/{sku}",
+    responses={
+        **NOT_FOUND,
+        **BODY_ERRORS,
+        status.HTTP_409_CONFLICT: {"description": "The cart holds the most lines allowed"},
+    },
+    openapi_extra=json_body(CartLineBody),
+)
 async def set_item(cart_id: uuid.UUID, sku: SkuPath, request: Request, upstreams: UpstreamsDep) -> Response:
     """Set how many units of ``sku`` the cart holds: ``{quantity}``; 0 removes the line."""
     return await _forward(request, upstreams, f"/{cart_id}/items/{sku}")
 
 
-@router.delete("/{cart_id}/items/{sku}")
+@router.delete("/{cart_id}/items/{sku}", responses=NOT_FOUND)
 async def delete_item(cart_id: uuid.UUID, sku: SkuPath, request: Request, upstreams: UpstreamsDep) -> Response:
     """Remove ``sku`` from the cart."""
     return await _forward(request, upstreams, f"/{cart_id}/items/{sku}")
 
 
-@router.delete("/{cart_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{cart_id}", status_code=status.HTTP_204_NO_CONTENT, responses=NOT_FOUND)
 async def delete_cart(cart_id: uuid.UUID, request: Request, upstreams: UpstreamsDep) -> Response:
     """Delete the cart and its lines: 204."""
     return await _forward(request, upstreams, f"/{cart_id}")

@@ -110,6 +110,7 @@ async def _order(body: CheckoutRequest, upstreams: Upstreams) -> Order:
     "/initiate",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
+        status.HTTP_400_BAD_REQUEST: {"description": "The body cannot be read as UTF-8 JSON"},
         status.HTTP_409_CONFLICT: {"description": "The Idempotency-Key was used with a different request"},
         status.HTTP_413_CONTENT_TOO_LARGE: {"description": "The request body is too large"},
         **UPSTREAM_RESPONSES,

@@ -103,6 +103,37 @@ class CheckoutRequest(BaseModel):
         return body
 
 
+class NewCartBody(BaseModel):
+    """``POST /api/carts``: the cart service's own request body, documented here.
+
+    The gateway passes cart bodies through unread and the cart service validates them; this model
+    only puts that contract in the gateway's OpenAPI document, so clients (and fuzzers) see it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: CustomerId
+    currency: Currency
+
+
+class CartLineBody(BaseModel):
+    """``PUT /api/carts/{cart_id}/items/{sku}``: the line's new quantity; 0 removes the line (documented only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    quantity: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+
+
+def json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring a required JSON request body of ``model``'s schema."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
 class CheckoutAccepted(BaseModel):
     """``202``: the saga is started; poll ``status_url`` for its outcome."""
 

@@ -16,6 +16,11 @@ router = APIRouter(prefix="/inventory", tags=["inventory"])
 
 SkuPath = Annotated[str, Path(pattern=SKU_PATTERN, description="The SKU")]
 NOT_FOUND: dict[int | str, dict[str, Any]] = {status.HTTP_404_NOT_FOUND: {"description": "Unknown SKU"}}
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_400_BAD_REQUEST: {"description": "The body cannot be read as UTF-8 JSON"},
+    status.HTTP_413_CONTENT_TOO_LARGE: {"description": "The body is larger than the service accepts"},
+}
+"""What a route taking a JSON body may answer besides its own codes (FastAPI's 400, the kit's body limit)."""
 
 
 def _view(row: StockRow) -> Stock:
@@ -29,7 +34,7 @@ def _view(row: StockRow) -> Stock:
     )
 
 
-@router.put("/{sku}")
+@router.put("/{sku}", responses=BODY_ERRORS)
 async def put_stock(sku: SkuPath, body: StockUpdate, session: SessionDep) -> Stock:
     """Set the SKU's available units and price, creating it if new.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -12,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chaos_ledger import record_check
 
 pytestmark = pytest.mark.integration
 
@@ -339,22 +341,220 @@ INVALID: list[tuple[str, dict[str, Any], list[str]]] = [
         ["spec.tracing.otlpEndpoint", "should match"],
     ),
     ("deletion-policy-maybe", {"deletionPolicy": "Maybe"}, ["spec.deletionPolicy", 'Unsupported value: "Maybe"']),
+    (
+        "duplicate-bootstrap-server",
+        {"kafka": {"bootstrapServers": ["kafka:9092", "kafka:9092"]}},
+        ["spec.kafka.bootstrapServers[1]", "Duplicate value"],
+    ),
+    (
+        "too-many-bootstrap-servers",
+        {"kafka": {"bootstrapServers": [f"kafka-{i}:9092" for i in range(17)]}},
+        ["spec.kafka.bootstrapServers", "must have at most 16 items"],
+    ),
+    ("topic-prefix-dot-dot", {"kafka": {"topicPrefix": ".."}}, ["spec.kafka.topicPrefix", "must not be '.' or '..'"]),
+    (
+        "default-replication-factor-zero",
+        {"kafka": {"defaults": {"replicationFactor": 0}}},
+        ["spec.kafka.defaults.replicationFactor", "greater than or equal to 1"],
+    ),
+    (
+        "default-min-insync-zero",
+        {"kafka": {"defaults": {"minInsyncReplicas": 0}}},
+        ["spec.kafka.defaults.minInsyncReplicas", "greater than or equal to 1"],
+    ),
+    (
+        "topic-replication-factor-zero",
+        {"kafka": {"topics": {"payment-command": {"replicationFactor": 0}}}},
+        ["spec.kafka.topics.payment-command.replicationFactor", "greater than or equal to 1"],
+    ),
+    (
+        "topic-partitions-zero",
+        {"kafka": {"topics": {"order-command": {"partitions": 0}}}},
+        ["spec.kafka.topics.order-command.partitions", "greater than or equal to 1"],
+    ),
+    (
+        "partitions-not-a-number",
+        {"kafka": {"defaults": {"partitions": "three"}}},
+        ["spec.kafka.defaults.partitions", 'must be of type integer: "string"'],
+    ),
+    (
+        "topic-config-retention-not-an-integer",
+        {"kafka": {"topics": {"dlq": {"config": {"retention.ms": "one week"}}}}},
+        ["spec.kafka.topics[dlq].config", "values of *.ms and *.bytes configs must be integers"],
+    ),
+    (
+        "topic-config-bad-cleanup-policy",
+        {"kafka": {"topics": {"dlq": {"config": {"cleanup.policy": "forever"}}}}},
+        ["spec.kafka.topics[dlq].config", "cleanup.policy] must be delete, compact or compact,delete"],
+    ),
+    (
+        "topic-config-min-insync-zero",
+        {"kafka": {"topics": {"dlq": {"config": {"min.insync.replicas": "0"}}}}},
+        ["spec.kafka.topics[dlq].config", "min.insync.replicas] must be an integer in 1..99"],
+    ),
+    (
+        "misplaced-field",
+        {"kafka": {"partitions": 3}},
+        ['unknown field "spec.kafka.partitions"'],
+    ),
+    ("empty-postgres-host", {"postgres": {"host": ""}}, ["spec.postgres.host", "at least 1 chars long"]),
+    ("bad-postgres-host", {"postgres": {"host": "db host;rm -rf"}}, ["spec.postgres.host", "should match"]),
+    ("postgres-port-too-high", {"postgres": {"port": 65536}}, ["spec.postgres.port", "less than or equal to 65535"]),
+    (
+        "template-database",
+        {"postgres": {"database": "template1"}},
+        ["spec.postgres.database", "must not be a template database"],
+    ),
+    (
+        "sql-in-database-name",
+        {"postgres": {"database": "checkout; DROP DATABASE postgres"}},
+        ["spec.postgres.database", "should match"],
+    ),
+    (
+        "same-username-and-password-key",
+        {"postgres": {"adminSecretRef": {"usernameKey": "password"}}},
+        ["spec.postgres.adminSecretRef.passwordKey", "must name different keys"],
+    ),
+    (
+        "missing-secret-name",
+        {"postgres": {"adminSecretRef": {"name": DELETE}}},
+        ["spec.postgres.adminSecretRef.name", "Required value"],
+    ),
+    (
+        "bad-image",
+        {"services": {"inventory": {"image": "Not An Image!"}}},
+        ["spec.services.inventory.image", "should match"],
+    ),
+    (
+        "replicas-not-a-number",
+        {"services": {"inventory": {"replicas": "three"}}},
+        ["spec.services.inventory.replicas", 'must be of type integer: "string"'],
+    ),
+    (
+        "env-overrides-database-url",
+        {"services": {"payment": {"env": [{"name": "DATABASE__URL", "value": "postgresql://admin@db/x"}]}}},
+        ["spec.services[payment].env[0].name", "must not set DATABASE__URL"],
+    ),
+    (
+        "env-overrides-topic-prefix",
+        {"services": {"order": {"env": [{"name": "KAFKA__TOPIC_PREFIX", "value": "other"}]}}},
+        ["spec.services[order].env[0].name", "must not set DATABASE__URL"],
+    ),
+    (
+        "env-value-too-long",
+        {"services": {"cart": {"env": [{"name": "BIG", "value": "x" * 4097}]}}},
+        ["spec.services.cart.env[0].value", "Too long"],
+    ),
+    (
+        "sampling-ratio-negative",
+        {"tracing": {"samplingRatio": -0.1}},
+        ["spec.tracing.samplingRatio", "greater than or equal to 0"],
+    ),
+    (
+        "otlp-endpoint-with-credentials",
+        {"tracing": {"otlpEndpoint": "https://user:s3cret@otel.example:4318"}},
+        ["spec.tracing.otlpEndpoint", "must not carry credentials"],
+    ),
+    ("service-monitor-not-a-bool", {"metrics": {"serviceMonitor": "yes"}}, ["spec.metrics.serviceMonitor", "boolean"]),
 ]
+
+
+def described(patch: dict[str, Any], prefix: str = "spec") -> list[str]:
+    """``path: value`` of every leaf of a patch (``(missing)`` for a DELETE), for the reliability ledger."""
+    leaves: list[str] = []
+    for key, value in patch.items():
+        path = f"{prefix}.{key}"
+        if value is DELETE:
+            leaves.append(f"{path}: (missing)")
+        elif isinstance(value, dict) and value:
+            leaves.extend(described(value, path))
+        else:
+            text = json.dumps(value)
+            leaves.append(f"{path}: {text if len(text) <= 60 else text[:57] + '...'}")
+    return leaves
+
+
+def typed_path(fragment: str) -> str:
+    """A field path as server-side apply's typed-patch errors write it: ``spec.services[cart].env[1]`` →
+    ``.spec.services.cart.env`` (map keys as fields, no list indexes)."""
+    path = fragment.split('"')[1] if '"' in fragment else fragment
+    path = re.sub(r"\[(\d+)\]", "", path)
+    return "." + re.sub(r"\[([^\]]+)\]", r".\1", path)
+
+
+def names_field_and_reason(error: str, expected: list[str]) -> bool:
+    """Every expected fragment is in the message; or, for what server-side apply refuses before validation
+    (wrong types, duplicate keys, undeclared fields), its typed-patch error names the same field."""
+    if all(fragment in error for fragment in expected):
+        return True
+    return "failed to create typed patch object" in error and f"{typed_path(expected[0])}:" in error
+
+
+def rejection(stderr: str) -> str:
+    """The API server's reason, without kubectl's preamble."""
+    message = " ".join(stderr.split())
+    return message.split(" is invalid: ", 1)[-1] if " is invalid: " in message else message
+
+
+@pytest.fixture(scope="module")
+def victim(kube: Kube, namespace: str) -> str:
+    """An object that exists, for invalid updates that must change nothing of it."""
+    name = f"victim-{uuid.uuid4().hex[:6]}"
+    kube.ok("apply", "--server-side", "-f", "-", stdin=platform(name, namespace, MINIMAL_SPEC))
+    return name
 
 
 @pytest.mark.parametrize(("patch", "expected"), [(p, e) for _, p, e in INVALID], ids=[i for i, _, _ in INVALID])
 def test_invalid_spec_is_rejected_naming_field_and_reason(
-    kube: Kube, namespace: str, unique: Callable[[str], str], patch: dict[str, Any], expected: list[str]
+    kube: Kube, namespace: str, unique: Callable[[str], str], victim: str, patch: dict[str, Any], expected: list[str]
 ) -> None:
+    """Refused whole by create and by server-side apply, as a new object and as an update of an existing one.
+
+    Nothing is accepted half-way: no rejected object exists afterwards, and an existing object whose update
+    carried a valid change next to the invalid one is left exactly as it was (same resourceVersion).
+    """
+    spec = merged(MINIMAL_SPEC, patch)
     name = unique("invalid")
-    error = kube.rejected("create", "-f", "-", stdin=platform(name, namespace, merged(MINIMAL_SPEC, patch)))
-    for fragment in expected:
-        assert fragment in error, f"{fragment!r} not in: {error}"
-    assert kube.run("-n", namespace, "get", "cop", name).returncode != 0, "a rejected object exists"
+    created = kube.rejected("create", "-f", "-", stdin=platform(name, namespace, spec))
+    applied = kube.rejected("apply", "--server-side", "-f", "-", stdin=platform(name, namespace, spec))
+    before = get(kube, namespace, victim)
+    update = json.loads(platform(victim, namespace, spec))
+    update["metadata"]["labels"] = {"hostile-input": "half-way"}  # the valid part of the update
+    updated = kube.rejected("apply", "--server-side", "-f", "-", stdin=json.dumps(update))
+    after = get(kube, namespace, victim)
+    # The update is judged by its effect only: server-side apply merges it into the existing object first,
+    # so an emptied list can surface as its parent missing (still refused, naming a spec field).
+    missing = [
+        (how, expected)
+        for how, error in (("create", created), ("server-side apply", applied))
+        if not (names_field_and_reason(error, expected))
+    ]
+    if "spec." not in updated:
+        missing.append(("update", ["a spec field"]))
+    exists = kube.run("-n", namespace, "get", "cop", name).returncode == 0
+    unchanged = after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    leaves = described(patch)
+    record_check(
+        "hostile-input",
+        ", ".join(leaves[:2]) + (f" (+{len(leaves) - 2} more)" if len(leaves) > 2 else ""),
+        f"rejected: {rejection(created)[:300]}",
+        passed=not missing and not exists and unchanged,
+        detail="create, server-side apply and an update of an existing object all refused whole"
+        if not missing
+        else f"message lacks {missing}",
+    )
+    assert not missing, f"{missing} not in:\ncreate: {created}\napply: {applied}\nupdate: {updated}"
+    assert not exists, "a rejected object exists"
+    assert unchanged, "a rejected update changed the existing object"
+    assert after["spec"] == before["spec"]
+    assert "labels" not in after["metadata"], "the valid half of a rejected update was applied"
 
 
 def test_invalid_table_is_broad() -> None:
-    assert len({i for i, _, _ in INVALID}) == len(INVALID) >= 12
+    """At least 20 distinct invalid specs, touching at least 20 distinct fields."""
+    assert len({i for i, _, _ in INVALID}) == len(INVALID) >= 50
+    fields = {leaf.split(":", 1)[0] for _, patch, _ in INVALID for leaf in described(patch)}
+    assert len(fields) >= 30, sorted(fields)
 
 
 VALID_EDGES: list[tuple[str, dict[str, Any]]] = [
@@ -393,6 +593,14 @@ VALID_EDGES: list[tuple[str, dict[str, Any]]] = [
     ("five-of-six-services-disabled", {"services": {s: {"enabled": s == "cart"} for s in ALL_SERVICES}}),
     ("zero-replicas", {"services": {"order": {"replicas": 0}}}),
     ("retention-forever", {"kafka": {"defaults": {"retentionMs": -1}}}),
+    (
+        "topic-configs-that-are-integers-and-policies",
+        {"kafka": {"topics": {"dlq": {"config": {"retention.ms": "-1", "cleanup.policy": "compact,delete"}}}}},
+    ),
+    ("other-env-names-are-free", {"services": {"payment": {"env": [{"name": "LOG_LEVEL", "value": "DEBUG"}]}}}),
+    ("postgres-database-named-postgres", {"postgres": {"database": "postgres"}}),
+    ("custom-secret-keys", {"postgres": {"adminSecretRef": {"usernameKey": "user", "passwordKey": "pass"}}}),
+    ("otlp-endpoint-with-at-in-its-path", {"tracing": {"otlpEndpoint": "https://otel.example:4318/v1/@team"}}),
 ]
 
 

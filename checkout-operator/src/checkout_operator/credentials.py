@@ -40,6 +40,8 @@ class Credentials:
 
     username: str
     password: str = field(repr=False)
+    generated: bool = False
+    """The password was made by this call: the Secret was missing or had none (deleted by hand, say)."""
 
 
 def _decode(data: Mapping[str, bytes | str] | None, key: str) -> str | None:
@@ -93,7 +95,11 @@ async def ensure_service_secret(
     postgres: PostgresSpec,
     database: ServiceDatabase,
 ) -> Credentials:
-    """Create or update the service's Secret; return the role's credentials (the password is kept)."""
+    """Create or update the service's Secret; return the role's credentials (the password is kept).
+
+    A Secret deleted by hand comes back with a new password (the old one cannot be read back from the
+    role); ``generated`` says so, and the caller rolls the service's Pods, which hold the old one.
+    """
     core = client.CoreV1Api(api)
     password: str | None = None
     try:
@@ -102,6 +108,7 @@ async def ensure_service_secret(
     except ApiException as exc:
         if exc.status != 404:
             raise
+    generated = not password
     if not password:
         password = secrets.token_urlsafe(PASSWORD_BYTES)
     body = {
@@ -130,4 +137,4 @@ async def ensure_service_secret(
         force=True,
         _content_type="application/apply-patch+yaml",
     )
-    return Credentials(database.role, password)
+    return Credentials(database.role, password, generated=generated)

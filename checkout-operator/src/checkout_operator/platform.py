@@ -85,6 +85,7 @@ def _labels(owner: Owner) -> dict[str, str]:
 
 async def _database(ctx: OperatorContext, owner: Owner, spec: PlatformSpec) -> Outcome:
     """Admin credentials → per-service Secrets (passwords) → schemas and roles."""
+    generated: set[str] = set()
     try:
         admin = await read_admin(ctx.api, owner.namespace, spec.postgres)
         logins = []
@@ -94,6 +95,8 @@ async def _database(ctx: OperatorContext, owner: Owner, spec: PlatformSpec) -> O
                 ctx.api, owner.namespace, owner.reference(), _labels(owner), spec.postgres, database
             )
             logins.append(ServiceLogin(database=database, password=creds.password))
+            if creds.generated:
+                generated.add(service)
     except CredentialsError as exc:
         return Outcome(False, exc.reason, str(exc), retry=True)
     except ApiException as exc:
@@ -108,7 +111,14 @@ async def _database(ctx: OperatorContext, owner: Owner, spec: PlatformSpec) -> O
         ctx.settings.postgres,
     )
     secrets = {login.database.service: login.database.secret_name for login in logins}
-    detail = [{**item, "secretName": secrets.get(str(item.get("service")), "")} for item in outcome.detail]
+    detail = [
+        {
+            **item,
+            "secretName": secrets.get(str(item.get("service")), ""),
+            **({"passwordGenerated": True} if item.get("service") in generated else {}),
+        }
+        for item in outcome.detail
+    ]
     return Outcome(outcome.ready, outcome.reason, outcome.message, detail, outcome.notices, outcome.retry)
 
 
@@ -200,8 +210,15 @@ async def _reconcile(ctx: OperatorContext, body: kopf.Body, failures: int) -> Pa
     topics = await _timed(ctx, "topics", lambda: reconcile_topics(spec.kafka, ctx.settings.kafka))
     database = await _timed(ctx, "database", lambda: _database(ctx, owner, spec))
     now = st.now_rfc3339()
-    restart = {str(d["service"]): now for d in database.detail if d.get("recreated")}
     known = {str(s["name"]) for s in previous_status.get("services") or [] if s.get("enabled") and "replicas" in s}
+    # Roll a service's Pods when its schema was recreated (so migrations run) or when its Secret came back with a
+    # new password for a service that already ran: the role now has that password, and the running processes,
+    # started with the old one, would fail at their next connection (a pool refill, a PostgreSQL restart).
+    restart = {
+        str(d["service"]): now
+        for d in database.detail
+        if d.get("recreated") or (d.get("passwordGenerated") and str(d["service"]) in known)
+    }
     workloads = await _timed(ctx, "workloads", lambda: ctx.workloads.reconcile(owner, spec, known, restart))
 
     outcomes = {st.TOPICS_READY: topics, st.DATABASE_READY: database, st.WORKLOADS_READY: workloads}

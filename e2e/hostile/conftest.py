@@ -58,13 +58,13 @@ def client(platform: SagaPlatform) -> Iterator[Client]:
     http.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def rss(platform: SagaPlatform) -> Callable[[str], int]:
     """Resident memory of a service's process in bytes, by launcher name."""
     return lambda service: rss_bytes(platform, service)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def count_tables(platform: SagaPlatform) -> Callable[[], TableCounts]:
     """Every table of the instance's database with its row count, read as the superuser."""
     return lambda: table_counts(platform)

@@ -102,9 +102,7 @@ def test_hostile_records_are_dead_lettered_with_a_reason_and_block_no_partition(
     partitions = platform.settings.topic_partitions
     keys = {p.key for records in planted.values() for p in records}
     letters = asyncio.run(
-        read_dead_letters(
-            platform.bootstrap_servers, platform.topic("dlq"), partitions, keys, partitions, timeout_s=60
-        )
+        read_dead_letters(platform.bootstrap_servers, platform.topic("dlq"), partitions, keys, partitions, timeout_s=60)
     )
     problems: list[str] = []
     for topic, records in planted.items():

@@ -108,6 +108,8 @@ async def test_poison_goes_to_the_dlq_with_its_reason_and_the_partition_moves_on
         ("unknown-type", valid.key(), valid.value(), with_header("ce_type", b"checkout.v1.Teleport")),
         ("undecodable", valid.key(), b"\xff\xff\xff\xff\xff", headers),
         ("undecodable", valid.key(), b"{broken json", with_header("content-type", b"application/json")),
+        ("unsupported-content-type", valid.key(), valid.value(), with_header("content-type", b"application/xml")),
+        ("oversized", valid.key(), b"\x0a" * (300 * 1024), headers),  # above max_message_bytes (256 KiB)
     ]
     invalid = saga_envelope(quantity=0)  # well-formed, but the handler refuses it
     good = saga_envelope()
@@ -127,7 +129,7 @@ async def test_poison_goes_to_the_dlq_with_its_reason_and_the_partition_moves_on
     consumer = consumer_of(kafka, database, publisher, handler)
     await consumer.start()
     try:
-        await kafka.wait_committed(GROUP, topic, 6)
+        await kafka.wait_committed(GROUP, topic, len(poison) + 2)
     finally:
         await consumer.stop()
 

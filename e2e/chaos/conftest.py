@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fault_matrix import KAFKA_PROXY, PLATFORM_FAULTS, POSTGRES_PROXY, Chaos
+from fault_matrix import KAFKA_PROXY, PLATFORM_FAULTS, POSTGRES_PROXY, Chaos, row_sku
 from saga_platform import DEFAULT_DEADLINES, DirectoryScoped, launched, prune_old_instances, seed_stock
 from toxiproxy_api import Proxy, Toxiproxy
 
@@ -26,11 +26,6 @@ HERE = Path(__file__).parent
 SCOPE = DirectoryScoped(HERE)
 STOCK_PER_ROW = 2_000
 """Units of each row's SKU: more than any row's load can sell."""
-
-
-def row_sku(index: int) -> str:
-    """The SKU row ``index`` sells (one per row, so each row's stock is its own)."""
-    return f"CHAOS-{index:02d}"
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,7 @@ from toxiproxy_api import Toxiproxy
 
 from checkout_invariants import check
 from checkout_stack.processes import ManagedProcess
+from checkout_stack.settings import SERVICE_NAMES
 from checkout_stack.stack import Stack
 
 TERMINAL: Final = ("COMPLETED", "FAILED")
@@ -57,7 +58,7 @@ RESTART_DELAY_S: Final = 2.0
 class Timing:
     """How long each phase of a row lasts."""
 
-    rate: float = 3.0
+    rate: float = 2.0
     """Checkouts offered a second."""
     settle_s: float = 4.0
     """Load before the fault."""
@@ -125,7 +126,7 @@ def kill_service(service: str) -> Inject:
         chaos.platform.kill_service(service)
         hit = time.time()
         time.sleep(RESTART_DELAY_S)
-        chaos.platform.restart_services()
+        chaos.platform.start_again(service)
         return hit
 
     return inject
@@ -221,7 +222,7 @@ def replay(chaos: Chaos) -> float:
     for service in CONSUMERS:
         platform.stop_service(service)
     asyncio.run(_rewind(platform, chaos.row_started))
-    platform.restart_services()
+    platform.start_again(*CONSUMERS)
     return time.time()
 
 
@@ -287,10 +288,15 @@ PLATFORM_FAULTS: Final = (
 # --- a row ----------------------------------------------------------------------------------------
 
 
+def row_sku(index: int) -> str:
+    """The SKU row ``index`` sells (one per row, so each row's stock is its own)."""
+    return f"CHAOS-{index:02d}"
+
+
 def run_row(chaos: Chaos, fault: Fault, sku: str, stock_before: Mapping[str, int], timing: Timing) -> FaultRow:
     """Run one row (see the module docstring) and record it; the caller asserts ``row.holds``."""
     platform = chaos.platform
-    platform.restart_services()  # whatever an earlier row left down
+    platform.start_again(*SERVICE_NAMES)  # whatever an earlier row left down
     chaos.row_started.clear()
     chaos.row_started.update(asyncio.run(_end_offsets(platform)))
     bodies = [checkout_body({sku: 1}, customer=f"cust_chaos_{n}") for n in range(9)]
@@ -305,8 +311,9 @@ def run_row(chaos: Chaos, fault: Fault, sku: str, stock_before: Mapping[str, int
     report = load.report
     platform.started.extend(report.saga_ids)
 
-    states = asyncio.run(_wait_terminal(platform.dsn, report.saga_ids, timing.drain_s))
+    asyncio.run(_wait_terminal(platform.dsn, report.saga_ids, timing.drain_s))
     lag, backlog = asyncio.run(_wait_drained(platform, timing.lag_s))
+    states = asyncio.run(_states(platform.dsn, report.saga_ids))  # after the drain: the final word
     checked = asyncio.run(
         check(
             platform.dsn,
@@ -413,16 +420,8 @@ async def _end_offsets(platform: SagaPlatform) -> dict[str, dict[int, int]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=platform.bootstrap_servers, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [
-            TopicPartition(topic, p) for topic in _topics(platform) for p in consumer.partitions_for_topic(topic) or ()
-        ]
-        if not partitions:
-            await consumer.topics()  # metadata not fetched yet
-            partitions = [
-                TopicPartition(topic, p)
-                for topic in _topics(platform)
-                for p in consumer.partitions_for_topic(topic) or ()
-            ]
+        count = platform.settings.topic_partitions
+        partitions = [TopicPartition(topic, p) for topic in _topics(platform) for p in range(count)]
         ends = await consumer.end_offsets(partitions)
     finally:
         await consumer.stop()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import row_sku
-from fault_matrix import PLATFORM_FAULTS, Chaos, Fault, Timing, run_row
+from fault_matrix import PLATFORM_FAULTS, Chaos, Fault, Timing, row_sku, run_row
 
 pytestmark = pytest.mark.integration
 

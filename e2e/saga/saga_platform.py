@@ -180,7 +180,7 @@ class SagaPlatform:
         """Change a service's extra environment (``None`` removes a variable) and (re)start it with it.
 
         A running service is stopped first (SIGTERM and drain); a dead one (killed by a test) is only
-        started. Waits for its /readyz, as `checkout-stack services up <service>` does.
+        started (without migrations). Waits for its /readyz.
         """
         env = dict(self.settings.extra_env.get(service, {}))
         for key, value in updates.items():
@@ -192,10 +192,13 @@ class SagaPlatform:
         settings = self.stack.settings.model_copy(
             update={"services": self.settings.model_copy(update={"extra_env": extra_env})}
         )
-        only = settings.model_copy(update={"services": settings.services.model_copy(update={"enabled": [service]})})
-        Stack(only).down([self.stack.services.name])
-        Stack(only).up([self.stack.services.name])
+        self.stop_service(service)
         self.stack = Stack(settings)
+        self.start_again(service)
+
+    def start_again(self, *services: str) -> None:
+        """Start these services if they are down (no migrations: a kubelet restarting a crashed container)."""
+        self.stack.services.start_again(services)
 
     def stop_service(self, service: str) -> None:
         """`checkout-stack services down <service>` on this instance: SIGTERM, drain, wait for the exit."""

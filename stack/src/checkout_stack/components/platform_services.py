@@ -262,6 +262,16 @@ class PlatformServices(Component):
         self._migrate([s for s in runnable if self.availability[s.package].migrations])
         self._start_processes(runnable)
 
+    def start_again(self, names: Sequence[str]) -> None:
+        """Start these services' processes if they are down and wait until ready — nothing else.
+
+        What a kubelet does for a crashed container: no topics, no migrations (they ran at
+        :meth:`start`). The fault-injection suite restarts what it killed with it.
+        """
+        down = [self.by_name(name) for name in names if not self.process(self.by_name(name)).running()]
+        if down:
+            self._start_processes(down)
+
     def stop(self) -> None:
         """SIGTERM each enabled service (all six by default), SIGKILL what outlives its grace."""
         enabled = self.enabled

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import copy
 import json
 import subprocess
@@ -13,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from chaos_ledger import record_check
 from pydantic import BaseModel
 
 from checkout_stack import versions
@@ -36,21 +39,21 @@ WAIT_S = 120
 IMAGE = "checkout-platform/checkout-operator:0.1.0"
 
 # What the operator may do, per (API group, resource): the whole contract of its RBAC.
-OWNED = {"get", "list", "watch", "create", "patch", "update", "delete"}
+APPLIED = {"get", "list", "create", "patch", "delete"}
+"""Rendered from the service chart: server-side applied, listed by label once a pass, pruned."""
 PEERING = {"get", "list", "watch", "patch"}
 NAMESPACED_GRANTS: dict[tuple[str, str], set[str]] = {
-    ("checkout.platform.io", "checkoutplatforms"): {"get", "list", "watch", "patch", "update"},
-    ("checkout.platform.io", "checkoutplatforms/status"): {"get", "patch", "update"},
-    ("", "events"): {"create", "patch"},
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "secrets"): OWNED,
-    ("", "configmaps"): OWNED,
-    ("", "services"): OWNED,
-    ("", "serviceaccounts"): OWNED,
-    ("apps", "deployments"): OWNED,
-    ("policy", "poddisruptionbudgets"): OWNED,
-    ("networking.k8s.io", "networkpolicies"): OWNED,
-    ("monitoring.coreos.com", "servicemonitors"): OWNED,
+    ("checkout.platform.io", "checkoutplatforms"): {"get", "list", "watch", "patch"},
+    ("checkout.platform.io", "checkoutplatforms/status"): {"patch"},
+    ("", "events"): {"create"},
+    ("", "secrets"): {"get", "create", "patch"},
+    ("", "configmaps"): APPLIED,
+    ("", "services"): APPLIED,
+    ("", "serviceaccounts"): APPLIED,
+    ("apps", "deployments"): APPLIED | {"watch"},
+    ("policy", "poddisruptionbudgets"): APPLIED,
+    ("networking.k8s.io", "networkpolicies"): APPLIED,
+    ("monitoring.coreos.com", "servicemonitors"): APPLIED,
 }
 CRD_READ = {("apiextensions.k8s.io", "customresourcedefinitions"): {"get", "list", "watch"}}
 CLUSTER_WIDE_CLUSTER_ROLE = {**CRD_READ, ("kopf.dev", "clusterkopfpeerings"): PEERING, **NAMESPACED_GRANTS}
@@ -454,12 +457,12 @@ def test_rbac_check_catches_a_wildcard_an_extra_grant_and_a_missing_verb(
     [role] = by_kind(rendered["defaults"], "ClusterRole")
     rules = copy.deepcopy(role["rules"])
     secrets = next(r for r in rules if "secrets" in r["resources"])
-    secrets["verbs"] = [v for v in secrets["verbs"] if v != "delete"]
+    secrets["verbs"] = [v for v in secrets["verbs"] if v != "patch"]
     rules.append({"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]})
     problems = rbac_problems(rules, CLUSTER_WIDE_CLUSTER_ROLE)
     assert f"rules[{len(rules) - 1}].verbs: '*'" in problems
     assert "('', 'pods'): verbs not needed ['*']" in problems
-    assert "('', 'secrets'): verbs missing ['delete']" in problems
+    assert "('', 'secrets'): verbs missing ['patch']" in problems
 
 
 def test_standalone_operator_gets_no_peering_rights_or_objects(helm: Path) -> None:
@@ -878,8 +881,9 @@ def test_helm_install_cluster_wide(helm: Path, kubectl: Path, kubeconfig: Path, 
         install.kubectl_json("get", "clusterrolebinding", install.fullname)
         # The real authorizer agrees with the rules: everywhere for its own kinds, nothing beyond.
         assert install.can("patch", "checkoutplatforms.checkout.platform.io", "--all-namespaces")
-        assert install.can("update", "checkoutplatforms.checkout.platform.io", "--subresource=status", "-n", "default")
-        assert install.can("delete", "secrets", "-n", "default")
+        assert install.can("patch", "checkoutplatforms.checkout.platform.io", "--subresource=status", "-n", "default")
+        assert install.can("patch", "secrets", "-n", "default")
+        assert not install.can("list", "secrets", "-n", "default")
         assert install.can("patch", f"clusterkopfpeerings.kopf.dev/{install.release}")
         assert not install.can("delete", "checkoutplatforms.checkout.platform.io", "--all-namespaces")
         assert not install.can("create", "customresourcedefinitions")
@@ -904,7 +908,7 @@ def test_helm_install_namespaced(
             install.kubectl_json("-n", ns, "get", "role", install.fullname)
             install.kubectl_json("-n", ns, "get", "rolebinding", install.fullname)
             install.kubectl_json("-n", ns, "get", "kopfpeering", install.release)
-            assert install.can("delete", "secrets", "-n", ns)
+            assert install.can("patch", "secrets", "-n", ns)
             assert install.can("patch", "checkoutplatforms.checkout.platform.io", "-n", ns)
             assert install.can("patch", f"kopfpeerings.kopf.dev/{install.release}", "-n", ns)
         assert not install.can("get", "secrets", "-n", namespace)
@@ -917,3 +921,125 @@ def test_helm_install_namespaced(
     for ns in watched:
         objects = (f"role/{install.fullname}", f"rolebinding/{install.fullname}", f"kopfpeering/{install.release}")
         assert_gone(kubectl, kubeconfig, *objects, namespace=ns)
+
+
+# --- the RBAC as the real authorizer sees it: a can-i matrix over verbs x resources -------------------------------
+
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
+NEEDED_IN_WATCHED: dict[str, set[str]] = {
+    # kopf: the daemon and event handlers list+watch the resource; finalizer and progress annotations are PATCHes.
+    "checkoutplatforms.checkout.platform.io": {"get", "list", "watch", "patch"},
+    # platform.py: patch_namespaced_custom_object_status.
+    "checkoutplatforms.checkout.platform.io/status": {"patch"},
+    # kopf.event() POSTs core/v1 Events.
+    "events": {"create"},
+    # credentials.py: read_namespaced_secret (admin, service), patch_namespaced_secret (server-side apply).
+    "secrets": {"get", "create", "patch"},
+    # workloads.py: server_side_apply (create or patch), one list per kind by label, delete when pruning.
+    "configmaps": {"get", "list", "create", "patch", "delete"},
+    "services": {"get", "list", "create", "patch", "delete"},
+    "serviceaccounts": {"get", "list", "create", "patch", "delete"},
+    "poddisruptionbudgets.policy": {"get", "list", "create", "patch", "delete"},
+    "networkpolicies.networking.k8s.io": {"get", "list", "create", "patch", "delete"},
+    "servicemonitors.monitoring.coreos.com": {"get", "list", "create", "patch", "delete"},
+    # ...and kopf.on.event watches the platforms' Deployments.
+    "deployments.apps": {"get", "list", "watch", "create", "patch", "delete"},
+    # kopf peering: the KopfPeering's status holds the replicas' keep-alives.
+    "kopfpeerings.kopf.dev": {"get", "list", "watch", "patch"},
+    # Never needed: run, exec into or read the Pods, other workloads, RBAC, tokens, storage.
+    "pods": set(),
+    "pods/exec": set(),
+    "pods/log": set(),
+    "pods/portforward": set(),
+    "serviceaccounts/token": set(),
+    "statefulsets.apps": set(),
+    "daemonsets.apps": set(),
+    "jobs.batch": set(),
+    "roles.rbac.authorization.k8s.io": set(),
+    "rolebindings.rbac.authorization.k8s.io": set(),
+    "persistentvolumeclaims": set(),
+    "ingresses.networking.k8s.io": set(),
+    "leases.coordination.k8s.io": set(),
+    "*": set(),
+}
+NEEDED_CLUSTER_WIDE: dict[str, set[str]] = {
+    "customresourcedefinitions.apiextensions.k8s.io": {"get", "list", "watch"},  # kopf's resource discovery
+    "namespaces": {"get", "list", "watch"},  # kopf follows the watched namespaces
+    "nodes": set(),
+    "persistentvolumes": set(),
+    "clusterroles.rbac.authorization.k8s.io": set(),
+    "clusterrolebindings.rbac.authorization.k8s.io": set(),
+    "clusterkopfpeerings.kopf.dev": set(),  # namespaced watch: the namespaced KopfPeering only
+    "certificatesigningrequests.certificates.k8s.io": set(),
+    "validatingwebhookconfigurations.admissionregistration.k8s.io": set(),
+    "*": set(),
+}
+SPECIAL_VERBS = (  # (verb, resource): privilege escalation paths, always denied
+    ("impersonate", "users"),
+    ("impersonate", "serviceaccounts"),
+    ("escalate", "roles.rbac.authorization.k8s.io"),
+    ("bind", "clusterroles.rbac.authorization.k8s.io"),
+    ("*", "secrets"),
+)
+
+
+def _can_i_args(verb: str, resource: str) -> list[str]:
+    name, _, subresource = resource.partition("/")
+    return [verb, name, *([f"--subresource={subresource}"] if subresource else [])]
+
+
+@pytest.mark.timeout(900)
+def test_namespaced_operator_can_do_what_it_needs_and_nothing_else(
+    helm: Path, kubectl: Path, kubeconfig: Path, namespace: str, watched: list[str]
+) -> None:
+    """`kubectl auth can-i --as=<the operator's ServiceAccount>` over every verb x resource: allowed exactly where
+    checkout-operator/src calls the API (NEEDED_*), in the watched namespace only; denied everywhere else.
+
+    What is denied in the watched namespace cannot be allowed in another one (a Role there or the ClusterRole
+    would have shown), so other scopes are asked only about what the watched namespace allows.
+    """
+    watched_ns = watched[0]
+    only_watched = ["--set-json", f"watchNamespaces={json.dumps([watched_ns])}"]
+    matrix: list[tuple[bool, str, str, tuple[str, ...]]] = []  # (expected, verb, resource, scope)
+    for resource, needed in NEEDED_IN_WATCHED.items():
+        for verb in VERBS:
+            matrix.append((verb in needed, verb, resource, ("-n", watched_ns)))
+            if verb in needed:
+                matrix.append((False, verb, resource, ("-n", "default")))  # a namespace it does not watch
+                matrix.append((False, verb, resource, ("--all-namespaces",)))
+    for resource, needed in NEEDED_CLUSTER_WIDE.items():
+        matrix += [(verb in needed, verb, resource, ()) for verb in VERBS]
+    for verb, resource in SPECIAL_VERBS:
+        matrix += [(False, verb, resource, ("-n", watched_ns)), (False, verb, resource, ())]
+    # kubectl resolves a resource through discovery: without the ServiceMonitor CRD every answer would be "no".
+    installed_crd = ensure_service_monitor_crd(kubectl, kubeconfig)
+    with contextlib.ExitStack() as cleanup:
+        if installed_crd:
+            crd = SERVICE_MONITOR_CRD["metadata"]["name"]
+            cleanup.callback(run, kubectl, f"--kubeconfig={kubeconfig}", "delete", "crd", crd, "--wait=false")
+        install = cleanup.enter_context(Install(helm, kubectl, kubeconfig, namespace, *only_watched))
+
+        def answer(check: tuple[bool, str, str, tuple[str, ...]]) -> bool:
+            _, verb, resource, scope = check
+            return install.can(*_can_i_args(verb, resource), *scope)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:  # one kubectl process per question
+            answers = list(pool.map(answer, matrix))
+    unexpected = [
+        f"{'allowed' if got else 'denied'}: {verb} {resource} ({' '.join(scope) or 'cluster'})"
+        for (expected, verb, resource, scope), got in zip(matrix, answers, strict=True)
+        if got != expected
+    ]
+    outcome = f"{len(matrix) - len(unexpected)} of {len(matrix)} can-i checks as expected"
+    record_check(
+        "privilege",
+        f"operator RBAC (namespaced) x can-i matrix: {len(VERBS)} verbs x "
+        f"{len(NEEDED_IN_WATCHED) + len(NEEDED_CLUSTER_WIDE)} resources, watched / unwatched / cluster",
+        outcome,
+        passed=not unexpected,
+        detail="; ".join(unexpected),
+    )
+    for problem in unexpected:
+        record_check("privilege", f"operator RBAC: {problem}", "unexpected", passed=False)
+    assert sum(expected for expected, *_ in matrix) == sum(map(len, NEEDED_IN_WATCHED.values())) + 6
+    assert unexpected == [], outcome

@@ -106,7 +106,7 @@ def test_helm_lint_strict_passes(helm: Path, values: Path | None) -> None:
 def test_each_service_renders_with_its_identity(rendered: dict[str, list[dict[str, Any]]], service: str) -> None:
     package, port, schema = SERVICES[service]
     docs = rendered[service]
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service", "ServiceAccount"]
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "NetworkPolicy", "Service", "ServiceAccount"]
     [deployment] = by_kind(docs, "Deployment")
     [config] = by_kind(docs, "ConfigMap")
     [svc] = by_kind(docs, "Service")
@@ -154,13 +154,20 @@ def test_full_values_turn_every_optional_feature_on(rendered: dict[str, list[dic
     assert pdb["spec"]["minAvailable"] == 2
     [policy] = by_kind(docs, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    assert policy["spec"]["ingress"][0]["ports"] == [{"port": "http", "protocol": "TCP"}]
+    assert policy["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]  # the public gateway
     egress = policy["spec"]["egress"]
     assert {p["port"] for p in egress[0]["ports"]} == {53}
-    assert [[b["ipBlock"]["cidr"] for b in rule["to"]] for rule in egress[1:]] == [
-        ["10.0.10.0/24"],
-        ["10.0.20.5/32"],
-        ["10.0.30.0/24"],
+    assert [
+        ([b["ipBlock"]["cidr"] for b in rule["to"]], [p["port"] for p in rule["ports"]]) for rule in egress[1:5]
+    ] == [
+        (["10.0.10.0/24"], [9092, 9093]),
+        (["10.0.20.5/32"], [5432]),
+        (["10.0.30.0/24"], [4318]),  # the OTLP endpoint's port, from tracing.endpoint
+        (["10.0.40.0/24"], [443]),
+    ]
+    assert [rule["to"][0]["podSelector"]["matchLabels"] for rule in egress[5:]] == [
+        {"app.kubernetes.io/name": "checkout-orchestrator", "checkout.platform.io/platform": "prod"},
+        {"app.kubernetes.io/name": "cart", "checkout.platform.io/platform": "prod"},
     ]
     [config] = by_kind(docs, "ConfigMap")
     assert config["data"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4318"
@@ -181,7 +188,7 @@ def test_full_values_turn_every_optional_feature_on(rendered: dict[str, list[dic
 
 def test_minimal_values_render_only_the_essentials(rendered: dict[str, list[dict[str, Any]]]) -> None:
     docs = rendered["minimal"]
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service"]
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "NetworkPolicy", "Service"]
     [deployment] = by_kind(docs, "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     assert "initContainers" not in pod
@@ -214,6 +221,136 @@ def test_every_container_is_locked_down_and_probed(rendered: dict[str, list[dict
     if label != "full":
         for container in all_containers(deployment):
             assert "resources" not in container, "no default resources"
+
+
+# --- NetworkPolicy: on by default, default deny, only what each service needs -----------------------------------
+
+CALLED_BY = {"checkout-orchestrator": "gateway-bff", "cart": "gateway-bff"}
+"""Who calls whom over HTTP: the gateway reads sagas from the orchestrator and proxies carts."""
+WITHOUT_KAFKA = {"cart"}
+
+
+def rule_ports(rule: dict[str, Any]) -> list[Any]:
+    return [port["port"] for port in rule["ports"]]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_gets_a_default_deny_network_policy_by_default(
+    rendered: dict[str, list[dict[str, Any]]], service: str
+) -> None:
+    docs = rendered[service]
+    [policy] = by_kind(docs, "NetworkPolicy")
+    [deployment] = by_kind(docs, "Deployment")
+    spec = policy["spec"]
+    assert spec["podSelector"] == deployment["spec"]["selector"]  # exactly the service's Pods
+    assert spec["policyTypes"] == ["Ingress", "Egress"]  # isolated both ways: what is not listed is denied
+    [main] = deployment["spec"]["template"]["spec"]["containers"]
+    assert [port["name"] for port in main["ports"]] == ["http"]  # the named port the rules admit
+
+    if service == "gateway-bff":
+        assert spec["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    elif service in CALLED_BY:
+        assert spec["ingress"] == [
+            {
+                "from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": CALLED_BY[service]}}}],
+                "ports": [{"port": "http", "protocol": "TCP"}],
+            }
+        ]
+    else:
+        assert spec["ingress"] == []  # nobody calls it: Kafka in, Kafka out
+
+    dns, *rest = spec["egress"]
+    assert "to" not in dns
+    assert sorted(rule_ports(dns)) == [53, 53]
+    expected = [[5432]] if service in WITHOUT_KAFKA else [[9092], [5432]]
+    assert [rule_ports(rule) for rule in rest] == expected  # no OTLP without tracing, no upstream Services unset
+    assert all(rule["to"] == [{"ipBlock": {"cidr": "0.0.0.0/0"}}] for rule in rest)
+
+
+def test_the_operators_values_narrow_the_policy_to_the_platform_and_its_endpoints(helm: Path, tmp_path: Path) -> None:
+    """The values the operator derives for a platform, rendered by the real chart (as the operator does)."""
+    from checkout_operator.reconcilers.workloads import Owner, chart_values
+    from checkout_operator.spec import PlatformSpec
+
+    spec = PlatformSpec.parse(
+        {
+            "kafka": {"bootstrapServers": ["kafka-0.kafka:9094", "kafka-1.kafka:9094"], "topicPrefix": "shop"},
+            "postgres": {"host": "10.1.2.3", "port": 6432, "database": "main", "adminSecretRef": {"name": "admin"}},
+            "tracing": {"otlpEndpoint": "http://10.9.9.9:4318"},
+        }
+    )
+    policies = {}
+    for service in ("gateway-bff", "cart"):
+        values = tmp_path / f"{service}.json"
+        values.write_text(json.dumps(chart_values(Owner(name="shop", namespace="team", uid="u"), spec, service)))
+        [policies[service]] = by_kind(render(helm, "-f", str(values), release=f"shop-{service}"), "NetworkPolicy")
+
+    gateway = policies["gateway-bff"]["spec"]
+    _, kafka, postgres, otlp, *upstreams = gateway["egress"]
+    assert (kafka["to"], rule_ports(kafka)) == ([{"ipBlock": {"cidr": "0.0.0.0/0"}}], [9094])
+    assert (postgres["to"], rule_ports(postgres)) == ([{"ipBlock": {"cidr": "10.1.2.3/32"}}], [6432])
+    assert (otlp["to"], rule_ports(otlp)) == ([{"ipBlock": {"cidr": "10.9.9.9/32"}}], [4318])
+    platform = {"checkout.platform.io/platform": "shop"}
+    assert [rule["to"][0]["podSelector"]["matchLabels"] for rule in upstreams] == [
+        {"app.kubernetes.io/name": "checkout-orchestrator", **platform},
+        {"app.kubernetes.io/name": "cart", **platform},
+    ]
+    cart = policies["cart"]["spec"]
+    assert cart["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "gateway-bff", **platform}}}
+    ]
+
+
+def test_the_network_policy_can_be_turned_off_or_opened(helm: Path) -> None:
+    assert by_kind(render(helm, "--set", "networkPolicy.enabled=false"), "NetworkPolicy") == []
+    [opened] = by_kind(
+        render(helm, "--set", "service.name=order", "--set", "networkPolicy.ingress.fromAnywhere=true"), "NetworkPolicy"
+    )
+    assert opened["spec"]["ingress"] == [{"ports": [{"port": "http", "protocol": "TCP"}]}]
+    [closed] = by_kind(
+        render(helm, "--set", "service.name=gateway-bff", "--set", "networkPolicy.ingress.fromAnywhere=false"),
+        "NetworkPolicy",
+    )
+    assert closed["spec"]["ingress"] == []
+
+
+def test_the_gateways_rate_limit_is_set_through_values_and_left_to_its_defaults_otherwise(
+    helm: Path, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    [default] = by_kind(rendered["gateway-bff"], "ConfigMap")
+    assert not [key for key in default["data"] if key.startswith("RATE_LIMIT__")]  # the gateway's own defaults
+    docs = render(
+        helm,
+        "--set",
+        "service.name=gateway-bff",
+        "--set",
+        "rateLimit.enabled=true",
+        "--set-json",
+        "rateLimit.requestsPerS=7.5",
+        "--set",
+        "rateLimit.burst=30",
+        "--set",
+        "rateLimit.clientHeader=X-Forwarded-For",
+    )
+    [config] = by_kind(docs, "ConfigMap")
+    assert {key: value for key, value in config["data"].items() if key.startswith("RATE_LIMIT__")} == {
+        "RATE_LIMIT__ENABLED": "true",
+        "RATE_LIMIT__REQUESTS_PER_S": "7.5",
+        "RATE_LIMIT__BURST": "30",
+        "RATE_LIMIT__CLIENT_HEADER": "X-Forwarded-For",
+    }
+    refused = run(
+        helm,
+        "template",
+        "rel",
+        str(CHART),
+        "--kube-version",
+        versions.KUBERNETES,
+        "--set",
+        "rateLimit.burst=0",
+        check=False,
+    )
+    assert "/rateLimit/burst" in refused.stderr
 
 
 @pytest.mark.parametrize("label", [label for label, _ in RENDERINGS])
@@ -360,8 +497,6 @@ def test_helm_install_runs_pods_on_kwok_nodes(helm: Path, kubectl: Path, kubecon
         "database.secretRef.name=payment-db",
         "--set",
         "podDisruptionBudget.enabled=true",
-        "--set",
-        "networkPolicy.enabled=true",
         "--wait",
         f"--timeout={WAIT_S}s",
     )

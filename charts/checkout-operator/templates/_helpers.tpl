@@ -101,37 +101,42 @@ serves the whole cluster, and into a Role per watched namespace otherwise. No wi
 resource and verb is named.
 */}}
 {{- define "checkout-operator.namespacedRules" -}}
-# The CheckoutPlatform resources: watched, patched (finalizer, kopf's progress annotations), status written.
+# Exactly what checkout-operator/src calls (charts/tests and the can-i matrix of
+# checkout-operator/tests/integration/test_operator_rbac.py hold it to that). kopf patches, never updates.
+# The CheckoutPlatform resources: watched, patched (finalizer, kopf's progress annotations), status patched.
 - apiGroups: ["checkout.platform.io"]
   resources: ["checkoutplatforms"]
-  verbs: ["get", "list", "watch", "patch", "update"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["checkout.platform.io"]
   resources: ["checkoutplatforms/status"]
-  verbs: ["get", "patch", "update"]
-# Events on the CheckoutPlatforms: kopf posts core/v1 events; events.k8s.io for the newer API.
+  verbs: ["patch"]
+# Events on the CheckoutPlatforms: kopf posts core/v1 events (POST only).
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-# The admin credentials Secret is read; the per-service Secrets (generated passwords, DATABASE__URL) are owned.
-# The services' ConfigMaps, Services and ServiceAccounts come from the checkout-service chart (server-side apply).
+  verbs: ["create"]
+# Secrets: the admin credentials are read by name; each service's Secret (generated password, DATABASE__URL)
+# is read by name and server-side applied. Never listed or watched (that would read every Secret of the
+# namespace), never deleted (owner references take them away with the platform).
 - apiGroups: [""]
-  resources: ["secrets", "configmaps", "services", "serviceaccounts"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-- apiGroups: ["apps"]
-  resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  resources: ["secrets"]
+  verbs: ["get", "create", "patch"]
+# What the checkout-service chart renders, server-side applied; listed by label once a pass and pruned.
+- apiGroups: [""]
+  resources: ["configmaps", "services", "serviceaccounts"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "create", "patch", "delete"]
+# Deployments are watched too: a rollout or a scale by hand wakes the platform's reconcile loop.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 {{- end }}
 
 {{/*

@@ -1,31 +1,50 @@
 {{/*
-The six services: package run with `python -m`, default HTTP port, default PostgreSQL schema.
+The six services: package run with `python -m`, default HTTP port, default PostgreSQL schema, whether it
+talks to Kafka (the NetworkPolicy's egress), and the services it calls and that call it over HTTP.
 */}}
 {{- define "checkout-service.catalog" -}}
 gateway-bff:
   package: checkout_gateway
   port: 8100
   schema: gateway
+  kafka: true
+  calls: ["checkout-orchestrator", "cart"]
+  calledBy: []
 checkout-orchestrator:
   package: checkout_orchestrator
   port: 8101
   schema: orchestrator
+  kafka: true
+  calls: []
+  calledBy: ["gateway-bff"]
 inventory:
   package: checkout_inventory
   port: 8102
   schema: inventory
+  kafka: true
+  calls: []
+  calledBy: []
 payment:
   package: checkout_payment
   port: 8103
   schema: payment
+  kafka: true
+  calls: []
+  calledBy: []
 order:
   package: checkout_order
   port: 8104
   schema: orders
+  kafka: true
+  calls: []
+  calledBy: []
 cart:
   package: checkout_cart
   port: 8106
   schema: cart
+  kafka: false
+  calls: []
+  calledBy: ["gateway-bff"]
 {{- end }}
 
 {{/*

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import yaml
 from kubernetes.client.exceptions import ApiException
@@ -93,6 +95,45 @@ def split_image(image: str) -> dict[str, str]:
     return values
 
 
+ANYWHERE: Final = "0.0.0.0/0"
+"""A NetworkPolicy holds addresses, not names: a host given by name may be at any address."""
+
+
+def _cidr(host: str) -> str:
+    """``host`` as a one-address CIDR when it is an IP literal, else :data:`ANYWHERE`."""
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return ANYWHERE
+    return f"{address}/{address.max_prefixlen}"
+
+
+def _port_of(server: str, default: int) -> int:
+    """The port of ``host:port`` (``[v6]:port`` too); ``default`` when none is given."""
+    head, _, tail = server.rpartition(":")
+    return int(tail) if head and tail.isdigit() and not head.endswith(":") else default
+
+
+def network_policy_values(owner: Owner, spec: PlatformSpec) -> dict[str, Any]:
+    """The chart's NetworkPolicy narrowed to this platform: its peers by platform label, its endpoints' ports.
+
+    Egress goes to the PostgreSQL host (one address when the spec gives an IP) and OTLP endpoint on their
+    ports, and to the Kafka bootstrap ports at any address: a client then connects to whatever addresses the
+    brokers advertise, which the spec does not say. The chart keeps its default deny for everything else.
+    """
+    egress: dict[str, Any] = {
+        "kafka": {
+            "cidrs": [ANYWHERE],
+            "ports": sorted({_port_of(server, 9092) for server in spec.kafka.bootstrap_servers}),
+        },
+        "postgres": {"cidrs": [_cidr(spec.postgres.host)], "ports": [spec.postgres.port]},
+    }
+    if spec.tracing.otlp_endpoint:
+        host = urlsplit(spec.tracing.otlp_endpoint).hostname or ""
+        egress["otlp"] = {"cidrs": [_cidr(host)]}
+    return {"enabled": True, "peerLabels": {PLATFORM_LABEL: owner.name}, "egress": egress}
+
+
 def chart_values(
     owner: Owner, spec: PlatformSpec, service: str, default_images: Mapping[str, ServiceImage] | None = None
 ) -> dict[str, Any]:
@@ -114,6 +155,7 @@ def chart_values(
         "resources": settings.resources,
         "serviceMonitor": {"enabled": spec.metrics.service_monitor},
         "podLabels": {PLATFORM_LABEL: owner.name, SERVICE_LABEL: service},
+        "networkPolicy": network_policy_values(owner, spec),
     }
     if service == "gateway-bff":
         # The gateway reads sagas from the orchestrator and proxies carts, through their Services.

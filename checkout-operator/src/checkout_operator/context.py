@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes import client, config
 from kubernetes.dynamic import DynamicClient
 
 from checkout_operator.metrics import OperatorMetrics
 from checkout_operator.reconcilers.workloads import WorkloadsReconciler
-from checkout_operator.settings import OperatorSettings
+from checkout_operator.settings import KubernetesClientSettings, OperatorSettings
 
 
 @dataclass
@@ -46,19 +47,47 @@ class OperatorContext:
         self.notices.pop(uid, None)
 
 
-def load_api_client() -> client.ApiClient:
-    """In-cluster credentials when running in a Pod, else the kubeconfig (``KUBECONFIG``)."""
+class BoundedApiClient(client.ApiClient):
+    """An ``ApiClient`` whose every request is bounded in time (unless a call passes its own bound).
+
+    The generated client sends a request with no timeout unless the call passes ``_request_timeout``. On a
+    connection that died without a FIN or a reset (the peer gone, a stalled proxy or NAT) the call then
+    waits forever in its worker thread, and the object's reconcile loop awaiting it with it: kopf's watches
+    recover (they are bounded) and see every later edit, but no pass ever runs again. Found by the
+    stalled-API-server row of the fault matrix (``e2e/platform/test_06c_operator_offline.py``).
+    """
+
+    def __init__(self, configuration: client.Configuration, timeout: tuple[float, float]) -> None:
+        super().__init__(configuration)
+        self.timeout = timeout
+        """``(connect, read)`` seconds; the read bound applies to each read, so a long answer still arrives."""
+
+    def call_api(
+        self,
+        method: str,
+        url: str,
+        header_params: Any = None,
+        body: Any = None,
+        post_params: Any = None,
+        _request_timeout: Any = None,
+    ) -> Any:
+        """Every typed API and the dynamic client end here: fill in the bound."""
+        return super().call_api(method, url, header_params, body, post_params, _request_timeout or self.timeout)
+
+
+def load_api_client(settings: KubernetesClientSettings) -> client.ApiClient:
+    """In-cluster credentials when running in a Pod, else the kubeconfig (``KUBECONFIG``); requests bounded."""
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
-        return client.ApiClient()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        api: client.ApiClient = config.new_client_from_config()
-        return api
+        config.load_kube_config(client_configuration=configuration)
+    return BoundedApiClient(configuration, (settings.connect_timeout_s, settings.request_timeout_s))
 
 
 def build_context(settings: OperatorSettings, metrics: OperatorMetrics) -> OperatorContext:
     """Create the clients (API discovery happens here, once)."""
-    api = load_api_client()
+    api = load_api_client(settings.kubernetes)
     # A discovery cache of this process only: the client's default is one shared file in /tmp, which
     # would outlive a CRD removed since (and then every request for that kind is a 404).
     cache_dir = tempfile.mkdtemp(prefix="checkout-operator-discovery-")

@@ -55,7 +55,8 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: OperatorSetti
     kopf_settings.watching.server_timeout = settings.watch.server_timeout_s
     kopf_settings.watching.client_timeout = settings.watch.client_timeout_s
     kopf_settings.watching.connect_timeout = settings.watch.connect_timeout_s
-    kopf_settings.networking.request_timeout = settings.watch.client_timeout_s
+    kopf_settings.networking.request_timeout = settings.kubernetes.request_timeout_s
+    kopf_settings.networking.connect_timeout = settings.kubernetes.connect_timeout_s
     kopf_settings.peering.name = settings.peering.name
     kopf_settings.peering.priority = derived_priority(settings)
     kopf_settings.peering.standalone = settings.peering.standalone

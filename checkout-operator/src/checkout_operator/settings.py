@@ -53,6 +53,16 @@ class WatchSettings(BaseModel):
     """Bound on opening a connection to the API server."""
 
 
+class KubernetesClientSettings(BaseModel):
+    """Requests to the API server besides the watches: the operator's own (reads, applies, status) and kopf's."""
+
+    request_timeout_s: float = Field(default=60.0, gt=0)
+    """Bound on waiting for each read of an answer; a connection that died silently fails the pass after this
+    long (the next pass opens a new one) instead of blocking the object's reconcile loop forever."""
+    connect_timeout_s: float = Field(default=30.0, gt=0)
+    """Bound on opening a connection to the API server."""
+
+
 class PeeringSettings(BaseModel):
     """kopf peering: of several operator processes, only the highest priority acts."""
 
@@ -104,5 +114,6 @@ class OperatorSettings(BaseSettings):
     kafka: KafkaClientSettings = Field(default_factory=KafkaClientSettings)
     postgres: PostgresClientSettings = Field(default_factory=PostgresClientSettings)
     watch: WatchSettings = Field(default_factory=WatchSettings)
+    kubernetes: KubernetesClientSettings = Field(default_factory=KubernetesClientSettings)
     peering: PeeringSettings = Field(default_factory=PeeringSettings)
     workloads: WorkloadSettings = Field(default_factory=WorkloadSettings)

@@ -33,7 +33,8 @@ class LineQuantity(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    quantity: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+    quantity: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
+    """strict: a JSON integer only (lax mode would take ``true`` as 1 and ``"5"`` as 5)."""
 
 
 class CartLine(BaseModel):

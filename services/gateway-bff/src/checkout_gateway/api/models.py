@@ -32,7 +32,8 @@ Sku = Annotated[str, Field(pattern=SKU_PATTERN, examples=["SKU-001"])]
 CustomerId = Annotated[str, Field(pattern=CUSTOMER_ID_PATTERN, examples=["cust_42"])]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code", examples=["EUR"])]
 PaymentToken = Annotated[str, Field(pattern=PAYMENT_TOKEN_PATTERN, examples=["tok_visa"])]
-Quantity = Annotated[int, Field(ge=1, le=MAX_QUANTITY)]
+Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_QUANTITY)]
+"""strict: a JSON integer only (lax mode would take ``true`` as 1 and ``"5"`` as 5)."""
 
 
 class CheckoutLine(BaseModel):
@@ -121,7 +122,7 @@ class CartLineBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    quantity: Annotated[int, Field(ge=0, le=MAX_QUANTITY)]
+    quantity: Annotated[int, Field(strict=True, ge=0, le=MAX_QUANTITY)]
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

@@ -25,8 +25,9 @@ class StockUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    available: Annotated[int, Field(ge=0, le=MAX_AVAILABLE)]
-    unit_price_minor: Annotated[int, Field(ge=0, le=MAX_UNIT_PRICE_MINOR)]
+    # strict: JSON integers only (lax mode would take ``false`` as 0 and ``"5"`` as 5).
+    available: Annotated[int, Field(strict=True, ge=0, le=MAX_AVAILABLE)]
+    unit_price_minor: Annotated[int, Field(strict=True, ge=0, le=MAX_UNIT_PRICE_MINOR)]
     currency: Currency
 
 

@@ -493,7 +493,12 @@ def names_field_and_reason(error: str, expected: list[str]) -> bool:
 def rejection(stderr: str) -> str:
     """The API server's reason, without kubectl's preamble."""
     message = " ".join(stderr.split())
-    return message.split(" is invalid: ", 1)[-1] if " is invalid: " in message else message
+    for marker in (" is invalid: ", "strict decoding error: "):
+        if marker in message:
+            message = message.split(marker, 1)[1]
+    # The API server's note that CEL rules were skipped because the schema already failed: noise here.
+    message = re.sub(r"\* <nil>: Invalid value: null: some validation rules were not checked[^*]*", "", message)
+    return message.removeprefix("* ").replace(" * ", "; ").strip()
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,15 @@ DUPLICATES: Final = ("double-charge", "double-refund", "completed-without-one-or
 """The checker's violations that mean an effect happened twice."""
 RESTART_DELAY_S: Final = 2.0
 """How long a crashed process stays down before it is started again (a kubelet's first back-off)."""
+SERVER_START_TIMEOUT_S: Final = 600.0
+"""How long a restarted Kafka or PostgreSQL may take to be healthy. A broker that fails to come up in
+time is stopped again by the stack, which would take every later test down with it: after a SIGKILL it
+replays its logs and waits out its own stale registration, minutes on a loaded 2-core machine."""
+
+
+def _restart_server(chaos: Chaos, name: str) -> None:
+    patient = Stack(chaos.shared.settings.model_copy(update={"start_timeout_s": SERVER_START_TIMEOUT_S}))
+    patient.up([name])
 
 
 @dataclass(frozen=True)
@@ -167,7 +176,7 @@ def kafka_kill(chaos: Chaos) -> float:
     _wait_dead(process, pid, "Kafka")
     hit = time.time()
     time.sleep(RESTART_DELAY_S)
-    chaos.shared.up(["kafka"])
+    _restart_server(chaos, "kafka")
     return hit
 
 
@@ -195,7 +204,7 @@ def postgres_immediate_restart(chaos: Chaos) -> float:
     _wait_dead(process, pid, "PostgreSQL")
     hit = time.time()
     time.sleep(RESTART_DELAY_S)
-    chaos.shared.up(["postgres"])
+    _restart_server(chaos, "postgres")
     return hit
 
 

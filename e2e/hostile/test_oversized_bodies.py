@@ -1,15 +1,17 @@
-"""Bodies above a service's limit get 413 with a detail, declared (Content-Length) or chunked.
+"""Bodies above a service's limit get 413 with a detail, declared or chunked; slow ones hold nothing up.
 
 Every service runs the kit's body limit (``HTTP__MAX_BODY_BYTES``). A declared oversized body is
 refused before routing, whatever the route; a chunked one (no Content-Length) is counted while the
 route reads it, so it is refused by every route that reads a body. Routes that read no body never
-buffer one: they answer without it (no 5xx), and the service keeps serving.
+buffer one: they answer without it (no 5xx), and the service keeps serving. Clients that declare a
+body and never finish sending it each hold one request open, and nothing else: the next client is served.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from typing import Final
 
 import httpx
@@ -105,3 +107,50 @@ def test_services_without_body_routes_refuse_declared_bodies_and_never_read_chun
         f"unread (no body route); limit {limit} bytes",
         passed=True,
     )
+
+
+SLOW_CLIENTS: Final = 200
+"""Connections that declare a body and never finish sending it."""
+
+
+@pytest.mark.parametrize("service", ["gateway-bff", "cart", "inventory"])
+def test_clients_that_never_finish_their_body_do_not_stop_others_being_served(
+    platform: SagaPlatform, rss: Callable[[str], int], service: str
+) -> None:
+    """Slow-body clients each hold a request open; everyone else is still answered, and memory stays flat."""
+    url = httpx.URL(platform.url(service))
+    path = {"gateway-bff": "/api/carts", "cart": "/carts", "inventory": "/inventory/HOSTILE-SLOW"}[service]
+    method = "PUT" if service == "inventory" else "POST"
+    before = rss(service)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(SLOW_CLIENTS):
+            conn = socket.create_connection((url.host, url.port), timeout=10)
+            conn.sendall(
+                f"{method} {path} HTTP/1.1\r\nHost: {url.host}\r\nContent-Type: application/json\r\n"
+                'Content-Length: 60000\r\n\r\n{"customer_id": '.encode()
+            )
+            held.append(conn)
+        with httpx.Client(base_url=str(url), timeout=15) as http:
+            served = http.get("/readyz")
+            body = (
+                {"available": 1, "unit_price_minor": 1, "currency": "EUR"}
+                if service == "inventory"
+                else {"customer_id": "cust_slow", "currency": "EUR"}
+            )
+            written = http.request(method, path, json=body)
+        during = rss(service)
+    finally:
+        for conn in held:
+            conn.close()
+    growth = during - before
+    record_check(
+        "hostile-input",
+        f"slow bodies {service}: {SLOW_CLIENTS} connections holding an unfinished {method} {path}",
+        f"others served (readyz {served.status_code}, {method} {written.status_code}); "
+        f"RSS +{growth / 1024 / 1024:.1f} MiB",
+        passed=served.status_code == 200 and written.status_code in (200, 201) and growth < 64 * 1024 * 1024,
+    )
+    assert served.status_code == 200, served.text
+    assert written.status_code in (200, 201), written.text
+    assert growth < 64 * 1024 * 1024, f"RSS grew {growth / 1024 / 1024:.1f} MiB with {SLOW_CLIENTS} slow clients"

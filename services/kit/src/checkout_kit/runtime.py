@@ -57,6 +57,11 @@ def uvicorn_config(app: FastAPI, settings: ServiceSettings) -> uvicorn.Config:
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=math.ceil(settings.shutdown_grace_s),
         server_header=False,
+        # uvicorn's default trusts X-Forwarded-For from 127.0.0.1, and every peer is a local proxy here
+        # (the Services' proxies, a sidecar in a cluster): a client could forge its address and get a
+        # fresh rate-limit bucket per request. The gateway reads a client header only when configured
+        # to (RATE_LIMIT__CLIENT_HEADER).
+        proxy_headers=False,
     )
 
 

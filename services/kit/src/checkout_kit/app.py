@@ -25,10 +25,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Final, Protocol, runtime_checkable
 
 from aiokafka import AIOKafkaProducer
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from prometheus_client import CollectorRegistry
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -159,11 +160,66 @@ def create_app(spec: ServiceSpec, settings: ServiceSettings, *, registry: Collec
     app.include_router(health_router(registry))
     for router in spec.routers:
         app.include_router(router)
+    answer_503_when_database_unreachable(app)
     # Added last = outermost: metrics see every answer, the 413s included.
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.http.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry, exemplar=trace_exemplar))
     tracing.instrument_app(app)  # outermost: the metrics middleware runs inside the request's span
     return app
+
+
+DATABASE_UNAVAILABLE_RETRY_AFTER_S: Final = 2
+"""What a 503 for an unreachable database tells the client to wait."""
+
+
+def database_unreachable(error: BaseException) -> bool:
+    """Whether ``error`` says the database could not be reached (not that a statement was wrong).
+
+    A refused or reset connection (``ConnectionError``: the pool opening a connection raises it
+    unwrapped), a connection SQLAlchemy invalidated as dead, or asyncpg's own connection errors
+    (the server shutting down, starting up, gone mid-query).
+    """
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig if error.orig is not None else error
+        cause = error.__cause__
+        if cause is not None and database_unreachable(cause):
+            return True
+    if isinstance(error, ConnectionError):
+        return True
+    return type(error).__name__ in _UNREACHABLE
+
+
+_UNREACHABLE: Final = frozenset(
+    {
+        "ConnectionDoesNotExistError",
+        "CannotConnectNowError",
+        "AdminShutdownError",
+        "CrashShutdownError",
+        "ConnectionFailureError",
+        "TooManyConnectionsError",
+    }
+)
+"""asyncpg's exception classes (by name: SQLAlchemy wraps them) that mean "no usable connection"."""
+
+
+def answer_503_when_database_unreachable(app: FastAPI) -> None:
+    """Turn "no usable database connection" into 503 + Retry-After (was a 500 with a traceback)."""
+    app.add_exception_handler(DBAPIError, _database_unavailable)
+    app.add_exception_handler(ConnectionError, _database_unavailable)
+
+
+async def _database_unavailable(request: Request, error: Exception) -> Response:
+    """503 with Retry-After while the database cannot be reached; anything else stays a 500."""
+    if not database_unreachable(error):
+        raise error
+    logger.warning("%s %s: the database is unreachable: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        status_code=503,
+        content={"detail": "the database is unreachable; retry shortly"},
+        headers={"Retry-After": str(DATABASE_UNAVAILABLE_RETRY_AFTER_S)},
+    )
 
 
 class _ShutdownBudget:

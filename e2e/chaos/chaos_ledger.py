@@ -37,7 +37,8 @@ class FaultRow:
     load: str
     """The load during it, e.g. ``4 checkouts/s`` (or ``none``)."""
     in_flight: int
-    """Sagas not yet terminal when the fault hit."""
+    """Sagas the fault caught: started before it was over (for a crash: before the restart was ready),
+    not finished before it began."""
     started: int
     """Sagas the run started (the checker's population for this row)."""
     lost: int

@@ -322,8 +322,9 @@ def run_row(chaos: Chaos, fault: Fault, sku: str, stock_before: Mapping[str, int
     load = SteadyLoad(platform.bff_url, timing.rate, bodies)
     with load:
         time.sleep(timing.settle_s)
-        in_flight = asyncio.run(_non_terminal(platform.dsn, load.report.saga_ids))
+        fault_began = time.time()
         recovered_from = fault.inject(chaos)
+        fault_over = time.time()
         time.sleep(timing.after_s)
     report = load.report
     platform.started.extend(report.saga_ids)
@@ -331,6 +332,7 @@ def run_row(chaos: Chaos, fault: Fault, sku: str, stock_before: Mapping[str, int
     asyncio.run(_wait_terminal(platform.dsn, report.saga_ids, timing.drain_s))
     lag, backlog = asyncio.run(_wait_drained(platform, timing.lag_s))
     states = asyncio.run(_states(platform.dsn, report.saga_ids))  # after the drain: the final word
+    in_flight = asyncio.run(_in_flight(platform.dsn, report.saga_ids, fault_began, fault_over))
     checked = asyncio.run(
         check(
             platform.dsn,
@@ -390,9 +392,20 @@ async def _states(dsn: str, saga_ids: list[str]) -> dict[str, str]:
     return {row["id"]: row["state"] for row in rows}
 
 
-async def _non_terminal(dsn: str, saga_ids: list[str]) -> int:
-    states = await _states(dsn, saga_ids)
-    return sum(1 for saga_id in saga_ids if states.get(saga_id) not in TERMINAL)
+async def _in_flight(dsn: str, saga_ids: list[str], began: float, over: float) -> int:
+    """Sagas the fault caught: started before it was over, not finished before it began."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        count = await connection.fetchval(
+            "SELECT count(*) FROM orchestrator.sagas WHERE saga_id = ANY($1::uuid[]) "
+            "AND created_at < to_timestamp($3) AND (finished_at IS NULL OR finished_at > to_timestamp($2))",
+            saga_ids,
+            began,
+            over,
+        )
+    finally:
+        await connection.close()
+    return int(count)
 
 
 async def _wait_terminal(dsn: str, saga_ids: list[str], timeout_s: float) -> dict[str, str]:

@@ -35,7 +35,13 @@ def isolated_stack(local_stack: Stack) -> Iterator[Stack]:
         cache_dir=local_stack.settings.cache_dir,
         run_dir=run_dir,
         postgres=PostgresPorts(port=free_port()),
-        kafka=KafkaPorts(port=free_port(), controller_port=free_port(), heap="256m"),
+        kafka=KafkaPorts(
+            port=free_port(),
+            controller_port=free_port(),
+            proxied_port=free_port(),
+            proxied_advertised_port=free_port(),
+            heap="256m",
+        ),
     )
     stack = Stack(settings)
     yield stack

@@ -289,7 +289,8 @@ class Traffic:
         return [client.wait(saga_id, timeout_s=timeout_s) for saga_id in self.saga_ids]
 
 
-async def _admin(dsn: str, *statements: str) -> None:
+async def admin_sql(dsn: str, *statements: str) -> None:
+    """Run each statement as the superuser (outside a transaction: CREATE/DROP DATABASE need that)."""
     connection = await asyncpg.connect(dsn, timeout=10)
     try:
         for statement in statements:
@@ -326,7 +327,7 @@ def deployed(target: Target) -> Iterator[DeployedPlatform]:
     run_dir.mkdir(parents=True)
     platform = DeployedPlatform(target, run_id, run_dir)
     target.cluster.verify_ours(target.owner_token)
-    asyncio.run(_admin(target.host.postgres_dsn, f'CREATE DATABASE "{platform.database}"'))
+    asyncio.run(admin_sql(target.host.postgres_dsn, f'CREATE DATABASE "{platform.database}"'))
     roles: list[str] = []
     target.serve([platform.system_namespace, platform.namespace], run_dir)
     try:
@@ -371,7 +372,7 @@ def _teardown(platform: DeployedPlatform, roles: list[str]) -> None:
     target.stop_serving()
     statements = [f'DROP DATABASE IF EXISTS "{platform.database}" WITH (FORCE)']
     statements += [f'DROP ROLE IF EXISTS "{role}"' for role in roles]
-    asyncio.run(_admin(target.host.postgres_dsn, *statements))
+    asyncio.run(admin_sql(target.host.postgres_dsn, *statements))
     asyncio.run(_delete_topics(target.host.kafka_bootstrap, platform.prefix))
 
 

@@ -27,7 +27,7 @@ import asyncpg
 import httpx
 import yaml
 from chaos_ledger import FaultRow, record_fault
-from deployed import ADMIN_SECRET, DEADLINE_BUDGET_S, DeployedPlatform
+from deployed import ADMIN_SECRET, DEADLINE_BUDGET_S, DeployedPlatform, admin_sql
 from saga_platform import CURRENCY
 
 from checkout_invariants import Report, check
@@ -418,15 +418,6 @@ class SmallPlatform:
         return self.agent.pods(self.platform.namespace)
 
 
-async def _admin_sql(dsn: str, *statements: str) -> None:
-    connection = await asyncpg.connect(dsn, timeout=10)
-    try:
-        for statement in statements:
-            await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
 @contextlib.contextmanager
 def small_platform(main: DeployedPlatform) -> Iterator[SmallPlatform]:
     """Install a second platform (its operator chart release, its node agent), yield it Ready, remove it all."""
@@ -445,7 +436,7 @@ def small_platform(main: DeployedPlatform) -> Iterator[SmallPlatform]:
         run_dir / "node",
     )
     small = SmallPlatform(platform, agent)
-    asyncio.run(_admin_sql(target.host.postgres_dsn, f'CREATE DATABASE "{platform.database}"'))
+    asyncio.run(admin_sql(target.host.postgres_dsn, f'CREATE DATABASE "{platform.database}"'))
     agent.start()
     try:
         cluster = platform.cluster
@@ -475,7 +466,7 @@ def small_platform(main: DeployedPlatform) -> Iterator[SmallPlatform]:
         agent.stop()
         statements = [f'DROP DATABASE IF EXISTS "{platform.database}" WITH (FORCE)']
         statements += [f'DROP ROLE IF EXISTS "{role}"' for role in small.roles]
-        asyncio.run(_admin_sql(target.host.postgres_dsn, *statements))
+        asyncio.run(admin_sql(target.host.postgres_dsn, *statements))
         asyncio.run(_delete_topics(target.host.kafka_bootstrap, platform.prefix))
 
 
